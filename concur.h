@@ -1,0 +1,1563 @@
+/* concur.h - threads, futures, pools, processes and coroutines for C, in one header.
+
+   concur.h gives a C program what Python spreads over threading, concurrent.futures,
+   multiprocessing and asyncio: sync primitives (mutex, semaphore, event, wait group,
+   channel), futures that every engine completes, and (as they land) a work-stealing
+   thread pool, a process pool and a stackful-coroutine I/O loop. Every blocking call
+   takes a timeout in seconds and is context-aware: it parks whatever is running it
+   (a thread today; a pool worker or a coroutine as those engines plug into the same
+   waiter seam), so helper code written once works everywhere.
+
+   Quick start: copy this file into your project, and in exactly ONE .c file write
+
+       #define CONCUR_IMPLEMENTATION
+       #include "concur.h"
+
+   then link with -pthread. Every other file includes "concur.h" plainly.
+
+       #include <stdio.h>
+       #define CONCUR_IMPLEMENTATION
+       #include "concur.h"
+
+       static void *producer(void *arg) {
+           concur_chan *ch = arg;
+           for (int i = 0; i < 5; i++) concur_chan_send(ch, &i, CONCUR_FOREVER);
+           return NULL;
+       }
+
+       int main(void) {
+           concur_chan *ch = concur_chan_create(sizeof(int), 16);
+           concur_thread *t = concur_thread_create(producer, ch);
+           for (int i = 0, v; i < 5; i++)
+               if (concur_chan_recv(ch, &v, 1.0) == 0) printf("got %d\n", v);
+           concur_thread_join(t, NULL);
+           concur_chan_destroy(ch);
+           return 0;
+       }
+
+   Conventions: int results are 0 or a negative errno (-ETIMEDOUT, -EINVAL ...) or one
+   of the CONCUR_E* codes below; concur_strerror() names each. Constructors return a
+   pointer, or NULL with errno set. Timeouts are double seconds: < 0 (CONCUR_FOREVER)
+   waits forever, 0 polls, NaN is -EINVAL.
+
+   Configuration (define before including, in the implementation file or everywhere):
+     CONCUR_STATIC            every function static to the including file
+     CONCUR_API               override the declaration prefix (default extern)
+     CONCUR_MALLOC/CONCUR_REALLOC/CONCUR_FREE   allocator override, all three or none
+     CONCUR_ASSERT(c)         assertion used by CONCUR_DEBUG checks (default assert)
+     CONCUR_DEBUG             internal consistency checks, asserts on detected misuse
+     CONCUR_NO_PROCESS        leave out the process pool
+     CONCUR_NO_IO             leave out the coroutine I/O loop
+     CONCUR_NO_FUTEX          park threads on mutex+condvar instead of Linux futexes
+
+   Grep-able section anchors: >>config >>api >>platform >>waiter >>sync >>chan
+   >>future >>pool >>coro >>loop >>process. License (MIT) at the end of the file. */
+
+#ifndef CONCUR_H
+#define CONCUR_H
+
+/* >>config ------------------------------------------------------------------------ */
+
+#define CONCUR_VERSION_MAJOR 0
+#define CONCUR_VERSION_MINOR 1
+#define CONCUR_VERSION_PATCH 0
+#define CONCUR_VERSION "0.1.0"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef CONCUR_API
+#  ifdef CONCUR_STATIC
+#    if defined(__GNUC__) || defined(__clang__)
+#      define CONCUR_API __attribute__((unused)) static
+#    else
+#      define CONCUR_API static
+#    endif
+#  else
+#    define CONCUR_API extern
+#  endif
+#endif
+
+/* Wait forever: any negative timeout does, this one reads well. */
+#define CONCUR_FOREVER (-1.0)
+
+/* Library-specific error codes, all negative and outside the errno range. */
+#define CONCUR_ECLOSED      (-4001) /* channel closed and drained */
+#define CONCUR_EDONE        (-4002) /* iterator has returned every item */
+#define CONCUR_EWORKERDIED  (-4003) /* the process running the task died */
+#define CONCUR_EBROKEN      (-4004) /* pool gave up restarting workers */
+#define CONCUR_ESHUTDOWN    (-4005) /* pool or loop is shut down */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* >>api --------------------------------------------------------------------------- */
+
+/* Human-readable name of any code this library returns (negative errno or
+   CONCUR_E*). Never NULL. Thread-safe. */
+CONCUR_API const char *concur_strerror(int code);
+
+/* The header's version string, for checking that the implementation matches. */
+CONCUR_API const char *concur_version(void);
+
+/* Seconds on a monotonic clock; differences measure elapsed time. Thread-safe. */
+CONCUR_API double concur_now(void);
+
+/* ---- threads ---------------------------------------------------------------------
+   A thin portable wrapper over the system's threads (Python's threading.Thread). */
+typedef struct concur_thread concur_thread;
+
+/* Starts fn(arg) on a new thread. NULL with errno on failure (EAGAIN, ENOMEM). */
+CONCUR_API concur_thread *concur_thread_create(void *(*fn)(void *), void *arg);
+/* Waits for the thread to finish, stores its return value in *ret (may be NULL) and
+   frees the handle. Call exactly once per thread. -EINVAL for NULL, -EDEADLK when a
+   thread joins itself. */
+CONCUR_API int concur_thread_join(concur_thread *t, void **ret);
+
+/* ---- mutex ------------------------------------------------------------------------
+   A small futex lock (4 bytes). Zero-initialised memory or CONCUR_MUTEX_INIT is an
+   unlocked mutex; no destroy is needed. It always blocks the calling *thread*, also
+   inside a coroutine, so hold it only for short critical sections and never across a
+   blocking call; use a semaphore of 1 to serialise longer work. Not recursive. */
+typedef struct concur_mutex { uint32_t concur__state; } concur_mutex;
+#define CONCUR_MUTEX_INIT {0}
+
+CONCUR_API void concur_mutex_init(concur_mutex *m);
+/* 0, or -EINVAL for NULL. */
+CONCUR_API int concur_mutex_lock(concur_mutex *m);
+/* 0, -EBUSY when held elsewhere, -EINVAL for NULL. */
+CONCUR_API int concur_mutex_trylock(concur_mutex *m);
+/* 0, -ETIMEDOUT, -EINVAL for NULL or NaN timeout. */
+CONCUR_API int concur_mutex_timedlock(concur_mutex *m, double timeout);
+/* 0, -EPERM when the mutex is not locked (asserts under CONCUR_DEBUG). */
+CONCUR_API int concur_mutex_unlock(concur_mutex *m);
+
+/* ---- waiter queue (opaque to users, embedded in the primitives below) ------------- */
+typedef struct concur__waiter concur__waiter;
+typedef struct concur__wq { concur__waiter *head, *tail; } concur__wq;
+
+/* ---- semaphore --------------------------------------------------------------------
+   Counting semaphore (Python's threading.Semaphore). Zero-initialised memory is a
+   semaphore with count 0. Waiters are served first-come first-served and a release
+   hands its permit straight to the oldest waiter, so no waiter starves. Context-aware.
+   All functions thread-safe. Destroy only when no one waits (-EBUSY otherwise). */
+typedef struct concur_sem {
+    concur_mutex concur__lock;
+    uint32_t concur__count;
+    concur__wq concur__waiters;
+} concur_sem;
+
+/* 0, or -EINVAL for NULL / count > INT32_MAX. */
+CONCUR_API int concur_sem_init(concur_sem *s, unsigned count);
+CONCUR_API int concur_sem_destroy(concur_sem *s);
+/* Takes one permit. 0, -ETIMEDOUT (also when timeout is 0 and none is free),
+   -ECANCELED (a cancelled coroutine), -EINVAL. */
+CONCUR_API int concur_sem_acquire(concur_sem *s, double timeout);
+/* Returns n permits. 0, -EINVAL, -EOVERFLOW when the count would pass INT32_MAX
+   (nothing is released then). */
+CONCUR_API int concur_sem_release(concur_sem *s, unsigned n);
+/* Permits free right now (a snapshot). */
+CONCUR_API unsigned concur_sem_value(concur_sem *s);
+
+/* ---- event ------------------------------------------------------------------------
+   A flag that threads wait to become set (Python's threading.Event). Zero memory is a
+   cleared event. Context-aware, thread-safe. */
+typedef struct concur_event {
+    concur_mutex concur__lock;
+    uint32_t concur__set;
+    concur__wq concur__waiters;
+} concur_event;
+
+CONCUR_API int concur_event_init(concur_event *e);
+/* -EBUSY while someone waits. */
+CONCUR_API int concur_event_destroy(concur_event *e);
+/* Sets the flag and wakes every waiter. */
+CONCUR_API int concur_event_set(concur_event *e);
+CONCUR_API int concur_event_clear(concur_event *e);
+/* 1 when set, 0 when not, -EINVAL for NULL. */
+CONCUR_API int concur_event_is_set(concur_event *e);
+/* 0 once the flag is set, -ETIMEDOUT, -ECANCELED, -EINVAL. */
+CONCUR_API int concur_event_wait(concur_event *e, double timeout);
+
+/* ---- wait group -------------------------------------------------------------------
+   Counts outstanding work; wait returns when the count is zero (Go's WaitGroup).
+   Zero memory is a group with count 0. Context-aware, thread-safe. */
+typedef struct concur_wg {
+    concur_mutex concur__lock;
+    int64_t concur__count;
+    concur__wq concur__waiters;
+} concur_wg;
+
+CONCUR_API int concur_wg_init(concur_wg *wg);
+CONCUR_API int concur_wg_destroy(concur_wg *wg);
+/* Adds delta (may be negative). -EINVAL when the count would go below zero (the
+   count is left unchanged). Reaching zero wakes every waiter. */
+CONCUR_API int concur_wg_add(concur_wg *wg, int64_t delta);
+/* concur_wg_add(wg, -1). */
+CONCUR_API int concur_wg_done(concur_wg *wg);
+/* 0 when the count is zero, -ETIMEDOUT, -ECANCELED, -EINVAL. */
+CONCUR_API int concur_wg_wait(concur_wg *wg, double timeout);
+
+/* ---- channel ----------------------------------------------------------------------
+   Bounded multi-producer multi-consumer queue of fixed-size elements that are copied
+   in and out (Python's queue.Queue with maxsize, Go's buffered channel). FIFO for
+   elements and for blocked senders and receivers. Context-aware, thread-safe. */
+typedef struct concur_chan concur_chan;
+
+/* elem_size and capacity must be >= 1; NULL with errno EINVAL, or ENOMEM. */
+CONCUR_API concur_chan *concur_chan_create(size_t elem_size, size_t capacity);
+/* Frees the channel. -EBUSY (and nothing freed) while a sender or receiver is blocked
+   on it: close it and let them return first. */
+CONCUR_API int concur_chan_destroy(concur_chan *ch);
+/* Copies elem_size bytes from elem into the channel, waiting for room.
+   0, -ETIMEDOUT, -EPIPE when the channel is closed (also while waiting), -ECANCELED,
+   -EINVAL. */
+CONCUR_API int concur_chan_send(concur_chan *ch, const void *elem, double timeout);
+/* Copies the oldest element into out, waiting for one. 0, -ETIMEDOUT, CONCUR_ECLOSED
+   once the channel is closed and every element sent before close was received,
+   -ECANCELED, -EINVAL. */
+CONCUR_API int concur_chan_recv(concur_chan *ch, void *out, double timeout);
+/* No more sends: blocked senders get -EPIPE, receivers drain what is left and then
+   get CONCUR_ECLOSED. 0, or -EPIPE when already closed. */
+CONCUR_API int concur_chan_close(concur_chan *ch);
+/* Elements queued now (a snapshot), and the fixed capacity. 0 for NULL. */
+CONCUR_API size_t concur_chan_len(concur_chan *ch);
+CONCUR_API size_t concur_chan_cap(concur_chan *ch);
+
+/* ---- futures ----------------------------------------------------------------------
+   One result handle for every engine (Python's concurrent.futures.Future). A future is
+   pending, then running (optional), then done with exactly one outcome: a value, an
+   error code (negative), bytes (process results), or -ECANCELED. It is reference
+   counted: whoever gets one from a create or submit call owns one reference and
+   releases it with concur_future_release. Every function is thread-safe. */
+typedef struct concur_future concur_future;
+typedef void (*concur_future_cb)(concur_future *f, void *arg);
+
+/* A new pending future owned by the caller (asyncio's loop.create_future): complete it
+   with concur_future_set_*. NULL with errno ENOMEM. */
+CONCUR_API concur_future *concur_future_create(void);
+/* Adds a reference; returns f (NULL for NULL). */
+CONCUR_API concur_future *concur_future_retain(concur_future *f);
+/* Drops a reference; the last one frees the future. 0, or -EINVAL for NULL or a handle
+   already released (detected while its memory is cached; asserts under CONCUR_DEBUG). */
+CONCUR_API int concur_future_release(concur_future *f);
+
+/* Waits until done. 0 when done (whatever the outcome), -ETIMEDOUT, -ECANCELED (the
+   *waiting* coroutine was cancelled), -EINVAL. Context-aware. */
+CONCUR_API int concur_future_wait(concur_future *f, double timeout);
+/* Waits, then returns the outcome: 0 with *value set, or the error. -ETIMEDOUT when
+   not done in time. value may be NULL. */
+CONCUR_API int concur_future_result(concur_future *f, double timeout, void **value);
+/* 1 when done, 0 when not, -EINVAL for NULL. Never blocks. */
+CONCUR_API int concur_future_done(concur_future *f);
+/* 1 when done by cancellation. */
+CONCUR_API int concur_future_cancelled(concur_future *f);
+/* The value, or NULL when not done or done without a value. */
+CONCUR_API void *concur_future_value(concur_future *f);
+/* 0 for a value, the negative error or -ECANCELED when failed, -EINPROGRESS when not
+   done yet, -EINVAL for NULL. */
+CONCUR_API int concur_future_error(concur_future *f);
+/* Result bytes (owned by the future, valid until its last release), or NULL. *len gets
+   their length (0 when none); len may be NULL. */
+CONCUR_API const void *concur_future_bytes(concur_future *f, size_t *len);
+/* Cancels a future that has not started: 0 (also when already cancelled), -EBUSY when
+   running, -EALREADY when done otherwise. Cancelling completes it (waiters wake,
+   callbacks run). */
+CONCUR_API int concur_future_cancel(concur_future *f);
+/* Calls cb(f, arg) once the future is done: right away on this thread when it already
+   is, otherwise on the thread that completes it. The callback must not block for long
+   and must not release the caller's reference. 0, -ENOMEM, -EINVAL. */
+CONCUR_API int concur_future_then(concur_future *f, concur_future_cb cb, void *arg);
+
+/* Completing a future (for engines, and for users who make their own futures). Each
+   returns 0, or -EALREADY when the future is already done (including cancelled: the
+   outcome is then dropped, and freeing a value is the caller's job), -EINVAL. */
+/* Marks a pending future running so it can no longer be cancelled: 0, -ECANCELED when
+   it was cancelled (do not run the work), -EINVAL when not pending. */
+CONCUR_API int concur_future_set_running(concur_future *f);
+CONCUR_API int concur_future_set_value(concur_future *f, void *value);
+/* err must be negative. */
+CONCUR_API int concur_future_set_error(concur_future *f, int err);
+/* Copies len bytes as the result. -ENOMEM when the copy cannot be made. */
+CONCUR_API int concur_future_set_bytes(concur_future *f, const void *bytes, size_t len);
+
+/* Waits until every future is done. 0, -ETIMEDOUT, -ECANCELED, -EINVAL (NULL array or
+   entry). n == 0 returns 0. */
+CONCUR_API int concur_wait_all(concur_future *const *fs, size_t n, double timeout);
+/* Waits until at least one is done; returns its index, or -ETIMEDOUT, -EINVAL. */
+CONCUR_API int concur_wait_any(concur_future *const *fs, size_t n, double timeout);
+
+/* As-completed iteration (concurrent.futures.as_completed): yields the index of each
+   future as it completes, in completion order, O(n) in total for n futures. The
+   iterator holds its own reference to every future until destroyed.
+       concur_as_completed *it = concur_as_completed_create(fs, n);
+       for (int i; (i = concur_as_completed_next(it, CONCUR_FOREVER)) >= 0; ) use(fs[i]);
+       concur_as_completed_destroy(it);
+   One thread (or coroutine) at a time may call next. */
+typedef struct concur_as_completed concur_as_completed;
+/* NULL with errno EINVAL (NULL array or entry, n > INT32_MAX) or ENOMEM. */
+CONCUR_API concur_as_completed *concur_as_completed_create(concur_future *const *fs, size_t n);
+/* Next completed index, CONCUR_EDONE when all were returned, -ETIMEDOUT, -ECANCELED,
+   -EINVAL. */
+CONCUR_API int concur_as_completed_next(concur_as_completed *it, double timeout);
+/* Safe at any point, also while futures are still pending or completing. */
+CONCUR_API void concur_as_completed_destroy(concur_as_completed *it);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONCUR_H */
+
+/* ================================================================================ */
+/* >>implementation                                                                 */
+/* ================================================================================ */
+#if defined(CONCUR_IMPLEMENTATION) && !defined(CONCUR__IMPLEMENTED)
+#define CONCUR__IMPLEMENTED
+
+#if defined(CONCUR_MALLOC) || defined(CONCUR_REALLOC) || defined(CONCUR_FREE)
+#  if !defined(CONCUR_MALLOC) || !defined(CONCUR_REALLOC) || !defined(CONCUR_FREE)
+#    error "concur.h: define all of CONCUR_MALLOC, CONCUR_REALLOC and CONCUR_FREE, or none"
+#  endif
+#else
+#  include <stdlib.h>
+#  define CONCUR_MALLOC(sz) malloc(sz)
+#  define CONCUR_REALLOC(p, sz) realloc(p, sz)
+#  define CONCUR_FREE(p) free(p)
+#endif
+
+#ifndef CONCUR_ASSERT
+#  include <assert.h>
+#  define CONCUR_ASSERT(c) assert(c)
+#endif
+
+#ifdef CONCUR_DEBUG
+#  define CONCUR__CHECK(c) CONCUR_ASSERT(c)
+#else
+#  define CONCUR__CHECK(c) ((void)0)
+#endif
+
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__linux__) && !defined(CONCUR_NO_FUTEX)
+#  define CONCUR__FUTEX 1
+#  include <linux/futex.h>
+#  include <sys/syscall.h>
+#  ifndef __cplusplus
+/* Strict -std=c99 hides syscall() (it is a _DEFAULT_SOURCE extension), and a user's
+   earlier #include has already fixed the feature macros, so declare it; the
+   declaration matches glibc's and musl's. */
+long syscall(long number, ...);
+#  endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The private helpers are static; in CONCUR_STATIC builds so are the public ones, and
+   unused ones must not warn under -Werror. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define CONCUR__PRIVATE __attribute__((unused)) static
+#  define CONCUR__LIKELY(x) __builtin_expect(!!(x), 1)
+#  define CONCUR__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#  define CONCUR__PRIVATE static
+#  define CONCUR__LIKELY(x) (x)
+#  define CONCUR__UNLIKELY(x) (x)
+#endif
+
+#if defined(__cplusplus)
+#  define CONCUR__TLS thread_local
+#elif defined(__GNUC__) || defined(__clang__)
+#  define CONCUR__TLS __thread
+#else
+#  define CONCUR__TLS _Thread_local
+#endif
+
+/* >>platform ---------------------------------------------------------------------- */
+
+/* __atomic builtins rather than <stdatomic.h> so the same code compiles as C99 and as
+   C++ (where _Atomic is not available). */
+#define concur__load(p, mo) __atomic_load_n((p), __ATOMIC_##mo)
+#define concur__store(p, v, mo) __atomic_store_n((p), (v), __ATOMIC_##mo)
+#define concur__xchg(p, v, mo) __atomic_exchange_n((p), (v), __ATOMIC_##mo)
+#define concur__fetch_add(p, v, mo) __atomic_fetch_add((p), (v), __ATOMIC_##mo)
+#define concur__cas(p, expp, v, mo) \
+    __atomic_compare_exchange_n((p), (expp), (v), 0, __ATOMIC_##mo, __ATOMIC_RELAXED)
+
+CONCUR__PRIVATE void concur__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+#define CONCUR__NS 1000000000LL
+/* Deadlines are absolute CLOCK_MONOTONIC nanoseconds; INT64_MAX is "never". */
+#define CONCUR__NEVER INT64_MAX
+
+CONCUR__PRIVATE int64_t concur__now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * CONCUR__NS + ts.tv_nsec;
+}
+
+/* Turns a user timeout into a deadline. Returns -EINVAL for NaN; huge timeouts
+   saturate to never instead of overflowing. */
+CONCUR__PRIVATE int concur__deadline(double timeout, int64_t *deadline) {
+    if (timeout != timeout) return -EINVAL;
+    if (timeout < 0 || timeout > 1e9) { *deadline = CONCUR__NEVER; return 0; }
+    *deadline = concur__now_ns() + (int64_t)(timeout * 1e9);
+    return 0;
+}
+
+CONCUR__PRIVATE struct timespec concur__timespec(int64_t ns) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ns / CONCUR__NS);
+    ts.tv_nsec = (long)(ns % CONCUR__NS);
+    return ts;
+}
+
+/* Thread parking on an address: wait while *addr == expected, until woken or the
+   deadline passes. Spurious returns are allowed; callers loop on their own condition.
+   Linux uses the futex directly; elsewhere (or with CONCUR_NO_FUTEX) a hashed table of
+   mutex+condvar buckets gives the same contract. */
+#ifdef CONCUR__FUTEX
+CONCUR__PRIVATE void concur__futex_wait(uint32_t *addr, uint32_t expected, int64_t deadline) {
+    if (deadline == CONCUR__NEVER) {
+        syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+    } else {
+        /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, so a wait that is
+           interrupted and restarted never stretches the deadline. */
+        struct timespec ts = concur__timespec(deadline);
+        syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, &ts, NULL,
+                FUTEX_BITSET_MATCH_ANY);
+    }
+}
+
+CONCUR__PRIVATE void concur__futex_wake(uint32_t *addr, int n) {
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+#else
+typedef struct concur__park_bucket {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    pthread_once_t once;
+} concur__park_bucket;
+
+#define CONCUR__PARK_BUCKETS 64
+static concur__park_bucket concur__park_table[CONCUR__PARK_BUCKETS];
+static pthread_once_t concur__park_once = PTHREAD_ONCE_INIT;
+
+static void concur__park_table_init(void) {
+    for (int i = 0; i < CONCUR__PARK_BUCKETS; i++) {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+#if !defined(__APPLE__)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+#endif
+        pthread_mutex_init(&concur__park_table[i].mutex, NULL);
+        pthread_cond_init(&concur__park_table[i].cond, &attr);
+        pthread_condattr_destroy(&attr);
+    }
+}
+
+CONCUR__PRIVATE concur__park_bucket *concur__park_bucket_of(const void *addr) {
+    uintptr_t h = (uintptr_t)addr;
+    h ^= h >> 17;
+    h *= (uintptr_t)0x9E3779B97F4A7C15ULL;
+    pthread_once(&concur__park_once, concur__park_table_init);
+    return &concur__park_table[(h >> 7) % CONCUR__PARK_BUCKETS];
+}
+
+CONCUR__PRIVATE void concur__futex_wait(uint32_t *addr, uint32_t expected, int64_t deadline) {
+    concur__park_bucket *b = concur__park_bucket_of(addr);
+    pthread_mutex_lock(&b->mutex);
+    /* The waker changes *addr before taking the bucket lock to broadcast, so checking
+       under the lock closes the lost-wake-up window. */
+    if (concur__load(addr, SEQ_CST) == expected) {
+        if (deadline == CONCUR__NEVER) {
+            pthread_cond_wait(&b->cond, &b->mutex);
+        } else {
+            struct timespec ts = concur__timespec(deadline);
+            pthread_cond_timedwait(&b->cond, &b->mutex, &ts);
+        }
+    }
+    pthread_mutex_unlock(&b->mutex);
+}
+
+CONCUR__PRIVATE void concur__futex_wake(uint32_t *addr, int n) {
+    concur__park_bucket *b = concur__park_bucket_of(addr);
+    (void)n; /* buckets are shared, so every sleeper must recheck: broadcast */
+    pthread_mutex_lock(&b->mutex);
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->mutex);
+}
+#endif
+
+/* ---- lock: the futex mutex behind concur_mutex and every internal critical section.
+   States: 0 free, 1 locked, 2 locked with (possible) sleepers (Drepper, "Futexes Are
+   Tricky", mutex #3). A short spin first: internal critical sections are a few dozen
+   instructions, so the holder is usually about to leave. */
+enum { CONCUR__LOCK_FREE = 0, CONCUR__LOCK_HELD = 1, CONCUR__LOCK_CONTENDED = 2 };
+
+CONCUR__PRIVATE int concur__lock_try(concur_mutex *m) {
+    uint32_t expected = CONCUR__LOCK_FREE;
+    return concur__cas(&m->concur__state, &expected, CONCUR__LOCK_HELD, ACQUIRE);
+}
+
+/* Slow path; returns 0 or -ETIMEDOUT. */
+CONCUR__PRIVATE int concur__lock_slow(concur_mutex *m, int64_t deadline) {
+    for (int spin = 0; spin < 100; spin++) {
+        if (concur__load(&m->concur__state, RELAXED) == CONCUR__LOCK_FREE && concur__lock_try(m))
+            return 0;
+        concur__cpu_relax();
+    }
+    while (concur__xchg(&m->concur__state, CONCUR__LOCK_CONTENDED, ACQUIRE) != CONCUR__LOCK_FREE) {
+        if (deadline != CONCUR__NEVER && concur__now_ns() >= deadline) return -ETIMEDOUT;
+        concur__futex_wait(&m->concur__state, CONCUR__LOCK_CONTENDED, deadline);
+    }
+    return 0;
+}
+
+CONCUR__PRIVATE void concur__lock(concur_mutex *m) {
+    if (CONCUR__LIKELY(concur__lock_try(m))) return;
+    concur__lock_slow(m, CONCUR__NEVER);
+}
+
+CONCUR__PRIVATE void concur__unlock(concur_mutex *m) {
+    if (concur__xchg(&m->concur__state, CONCUR__LOCK_FREE, RELEASE) == CONCUR__LOCK_CONTENDED)
+        concur__futex_wake(&m->concur__state, 1);
+}
+
+/* ---- threads ---------------------------------------------------------------------- */
+struct concur_thread { pthread_t tid; };
+
+CONCUR_API concur_thread *concur_thread_create(void *(*fn)(void *), void *arg) {
+    if (!fn) { errno = EINVAL; return NULL; }
+    concur_thread *t = (concur_thread *)CONCUR_MALLOC(sizeof *t);
+    if (!t) { errno = ENOMEM; return NULL; }
+    int rc = pthread_create(&t->tid, NULL, fn, arg);
+    if (rc != 0) { CONCUR_FREE(t); errno = rc; return NULL; }
+    return t;
+}
+
+CONCUR_API int concur_thread_join(concur_thread *t, void **ret) {
+    if (!t) return -EINVAL;
+    if (pthread_equal(t->tid, pthread_self())) return -EDEADLK;
+    int rc = pthread_join(t->tid, ret);
+    if (rc != 0) return -rc;
+    CONCUR_FREE(t);
+    return 0;
+}
+
+CONCUR_API double concur_now(void) { return (double)concur__now_ns() / 1e9; }
+
+CONCUR_API const char *concur_version(void) { return CONCUR_VERSION; }
+
+CONCUR_API const char *concur_strerror(int code) {
+    switch (code) {
+    case 0: return "success";
+    case CONCUR_ECLOSED: return "channel closed";
+    case CONCUR_EDONE: return "no more items";
+    case CONCUR_EWORKERDIED: return "worker process died";
+    case CONCUR_EBROKEN: return "pool is broken (workers keep dying)";
+    case CONCUR_ESHUTDOWN: return "shut down";
+    case -EINVAL: return "invalid argument";
+    case -ENOMEM: return "out of memory";
+    case -ETIMEDOUT: return "timed out";
+    case -ECANCELED: return "cancelled";
+    case -EPIPE: return "closed for sending";
+    case -EBUSY: return "busy";
+    case -EALREADY: return "already done";
+    case -EAGAIN: return "resource temporarily unavailable";
+    case -EDEADLK: return "would deadlock";
+    case -EPERM: return "operation not permitted";
+    case -EOVERFLOW: return "value too large";
+    case -EINPROGRESS: return "not done yet";
+    case -EINTR: return "interrupted";
+    default: break;
+    }
+    if (code < 0 && code > -4096) {
+        /* glibc's strerror returns static text for every errno it knows. */
+        return strerror(-code);
+    }
+    return "unknown error";
+}
+
+/* >>waiter ------------------------------------------------------------------------
+   The one waiting mechanism of the library. A blocking primitive puts a waiter (on
+   the waiting frame's stack) into its queue under its lock, drops the lock and parks.
+   Who parks is decided by the current execution context (concur__sched): a plain
+   thread sleeps on the waiter's futex word; a pool worker runs other tasks until the
+   word changes; a coroutine switches back to its loop. The primitives never know
+   which.
+
+   The state word settles every race between a waker, a timeout and a cancel:
+       WAITING --(waker, under the primitive's lock)--> CLAIMED --> NOTIFIED
+       WAITING --(timeout / cancel, by the waiting side)--> TIMEDOUT / CANCELED
+   A CAS out of WAITING decides who won. A waker that wins fills the hand-off (a
+   channel element, a permit) and only then publishes NOTIFIED, so a waiter that sees
+   NOTIFIED may return at once and its stack may vanish: after publishing, the waker
+   touches only a futex address (a stale wake is harmless) or the scheduler's task
+   handle, which it copied before. A waiter that loses the race to a waker waits for
+   NOTIFIED; one that wins takes the primitive's lock to unlink itself before
+   returning, so a waker holding the lock never sees freed memory. */
+
+enum {
+    CONCUR__W_WAITING = 0,
+    CONCUR__W_CLAIMED = 1,
+    CONCUR__W_NOTIFIED = 2,
+    CONCUR__W_TIMEDOUT = 3,
+    CONCUR__W_CANCELED = 4
+};
+
+typedef struct concur__sched concur__sched;
+struct concur__sched {
+    /* Blocks the current task until w->state leaves WAITING/CLAIMED or the deadline
+       passes; returns 0 (notified), -ETIMEDOUT or -ECANCELED, having moved the state
+       itself in the last two cases. */
+    int (*park)(concur__sched *self, concur__waiter *w, int64_t deadline);
+    /* Makes task runnable again; called once per successful notify. Any thread. */
+    void (*unpark)(concur__sched *self, void *task);
+};
+
+struct concur__waiter {
+    concur__waiter *next, *prev;
+    concur__sched *sched; /* NULL: a plain thread */
+    void *task;           /* the sched's handle of the parked task */
+    uint32_t state;
+    uint32_t linked;
+    int result;           /* set by the waker before NOTIFIED */
+    void *slot;           /* hand-off buffer (channel element) */
+};
+
+/* The execution context of this thread: set by engines while they run a task. */
+static CONCUR__TLS concur__sched *concur__cur_sched;
+static CONCUR__TLS void *concur__cur_task;
+
+CONCUR__PRIVATE void concur__waiter_init(concur__waiter *w, void *slot) {
+    w->next = w->prev = NULL;
+    w->sched = concur__cur_sched;
+    w->task = concur__cur_task;
+    w->state = CONCUR__W_WAITING;
+    w->linked = 0;
+    w->result = 0;
+    w->slot = slot;
+}
+
+CONCUR__PRIVATE void concur__wq_push(concur__wq *q, concur__waiter *w) {
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail) q->tail->next = w; else q->head = w;
+    q->tail = w;
+    w->linked = 1;
+}
+
+CONCUR__PRIVATE void concur__wq_remove(concur__wq *q, concur__waiter *w) {
+    if (w->prev) w->prev->next = w->next; else q->head = w->next;
+    if (w->next) w->next->prev = w->prev; else q->tail = w->prev;
+    w->next = w->prev = NULL;
+    w->linked = 0;
+}
+
+CONCUR__PRIVATE concur__waiter *concur__wq_pop(concur__wq *q) {
+    concur__waiter *w = q->head;
+    if (w) concur__wq_remove(q, w);
+    return w;
+}
+
+/* What a waker needs after it published NOTIFIED and dropped the lock. */
+typedef struct concur__wakeup {
+    concur__sched *sched;
+    void *task;
+    uint32_t *addr;
+} concur__wakeup;
+
+/* Under the primitive's lock: claims w for a hand-off. 0 when the waiter already
+   timed out or was cancelled; the caller then skips it (it is unlinking itself). */
+CONCUR__PRIVATE int concur__waiter_claim(concur__waiter *w) {
+    uint32_t expected = CONCUR__W_WAITING;
+    return concur__cas(&w->state, &expected, CONCUR__W_CLAIMED, ACQ_REL);
+}
+
+/* Under the primitive's lock, after a successful claim and after filling the
+   hand-off: publishes the result. w must not be touched afterwards. */
+CONCUR__PRIVATE concur__wakeup concur__waiter_publish(concur__waiter *w, int result) {
+    concur__wakeup k;
+    k.sched = w->sched;
+    k.task = w->task;
+    k.addr = &w->state;
+    w->result = result;
+    concur__store(&w->state, CONCUR__W_NOTIFIED, RELEASE);
+    return k;
+}
+
+CONCUR__PRIVATE void concur__wakeup_fire(const concur__wakeup *k) {
+    if (k->sched) k->sched->unpark(k->sched, k->task);
+    else concur__futex_wake(k->addr, 1);
+}
+
+/* Claims, publishes and fires in one go; for broadcasts done under the lock. */
+CONCUR__PRIVATE int concur__waiter_notify_now(concur__waiter *w, int result) {
+    if (!concur__waiter_claim(w)) return 0;
+    concur__wakeup k = concur__waiter_publish(w, result);
+    concur__wakeup_fire(&k);
+    return 1;
+}
+
+/* A small batch of wake-ups to fire after the lock is dropped, so that the woken
+   thread does not run straight into the lock we still hold. */
+#define CONCUR__WAKE_BATCH 8
+typedef struct concur__wakeups { int n; concur__wakeup k[CONCUR__WAKE_BATCH]; } concur__wakeups;
+
+CONCUR__PRIVATE void concur__wakeups_add(concur__wakeups *ws, concur__wakeup k) {
+    if (ws->n < CONCUR__WAKE_BATCH) ws->k[ws->n++] = k;
+    else concur__wakeup_fire(&k); /* rare: fire under the lock rather than allocate */
+}
+
+CONCUR__PRIVATE void concur__wakeups_fire(concur__wakeups *ws) {
+    for (int i = 0; i < ws->n; i++) concur__wakeup_fire(&ws->k[i]);
+    ws->n = 0;
+}
+
+/* Parks a plain thread: a brief spin (a hand-off often lands within a microsecond),
+   then the futex. */
+CONCUR__PRIVATE int concur__thread_park(concur__waiter *w, int64_t deadline) {
+    for (int spin = 0; spin < 64; spin++) {
+        if (concur__load(&w->state, ACQUIRE) == CONCUR__W_NOTIFIED) return 0;
+        concur__cpu_relax();
+    }
+    for (;;) {
+        uint32_t s = concur__load(&w->state, ACQUIRE);
+        if (s == CONCUR__W_NOTIFIED) return 0;
+        if (s == CONCUR__W_WAITING && deadline != CONCUR__NEVER && concur__now_ns() >= deadline) {
+            if (concur__cas(&w->state, &s, CONCUR__W_TIMEDOUT, ACQ_REL)) return -ETIMEDOUT;
+            continue; /* a waker claimed us meanwhile: wait for its hand-off */
+        }
+        /* Once claimed, the hand-off is a few instructions away: wait without a
+           deadline so a late timeout never abandons it. */
+        concur__futex_wait(&w->state, s, s == CONCUR__W_WAITING ? deadline : CONCUR__NEVER);
+    }
+}
+
+/* Parks in the current context. Returns 0 when notified, -ETIMEDOUT, -ECANCELED. */
+CONCUR__PRIVATE int concur__park(concur__waiter *w, int64_t deadline) {
+    if (w->sched) return w->sched->park(w->sched, w, deadline);
+    return concur__thread_park(w, deadline);
+}
+
+/* The whole blocking step of a primitive: called with lock held and w initialised;
+   queues w, drops the lock, parks. Returns with the lock NOT held: w->result when
+   notified, else -ETIMEDOUT / -ECANCELED with w unlinked. */
+CONCUR__PRIVATE int concur__wait_on(concur_mutex *lock, concur__wq *q, concur__waiter *w,
+                                    int64_t deadline) {
+    concur__wq_push(q, w);
+    concur__unlock(lock);
+    int rc = concur__park(w, deadline);
+    if (rc == 0) return w->result;
+    concur__lock(lock);
+    if (w->linked) concur__wq_remove(q, w);
+    concur__unlock(lock);
+    return rc;
+}
+
+/* Wakes every waiter in q with result; called under the lock. */
+CONCUR__PRIVATE void concur__wq_notify_all(concur__wq *q, int result) {
+    concur__waiter *w;
+    while ((w = concur__wq_pop(q)) != NULL) concur__waiter_notify_now(w, result);
+}
+
+/* >>sync -------------------------------------------------------------------------- */
+
+CONCUR_API void concur_mutex_init(concur_mutex *m) {
+    if (m) m->concur__state = CONCUR__LOCK_FREE;
+}
+
+CONCUR_API int concur_mutex_lock(concur_mutex *m) {
+    if (!m) return -EINVAL;
+    concur__lock(m);
+    return 0;
+}
+
+CONCUR_API int concur_mutex_trylock(concur_mutex *m) {
+    if (!m) return -EINVAL;
+    return concur__lock_try(m) ? 0 : -EBUSY;
+}
+
+CONCUR_API int concur_mutex_timedlock(concur_mutex *m, double timeout) {
+    if (!m) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    if (concur__lock_try(m)) return 0;
+    if (timeout == 0) return -ETIMEDOUT;
+    return concur__lock_slow(m, deadline);
+}
+
+CONCUR_API int concur_mutex_unlock(concur_mutex *m) {
+    if (!m) return -EINVAL;
+    if (concur__load(&m->concur__state, RELAXED) == CONCUR__LOCK_FREE) {
+        CONCUR__CHECK(!"concur_mutex_unlock: mutex is not locked");
+        return -EPERM;
+    }
+    concur__unlock(m);
+    return 0;
+}
+
+/* ---- semaphore -------------------------------------------------------------------- */
+
+CONCUR_API int concur_sem_init(concur_sem *s, unsigned count) {
+    if (!s || count > INT32_MAX) return -EINVAL;
+    memset(s, 0, sizeof *s);
+    s->concur__count = count;
+    return 0;
+}
+
+CONCUR_API int concur_sem_destroy(concur_sem *s) {
+    if (!s) return -EINVAL;
+    concur__lock(&s->concur__lock);
+    int busy = s->concur__waiters.head != NULL;
+    concur__unlock(&s->concur__lock);
+    CONCUR__CHECK(!busy);
+    return busy ? -EBUSY : 0;
+}
+
+CONCUR_API int concur_sem_acquire(concur_sem *s, double timeout) {
+    if (!s) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    concur__lock(&s->concur__lock);
+    /* Only take a free permit when nobody queued before us: first come, first served. */
+    if (s->concur__count > 0 && !s->concur__waiters.head) {
+        s->concur__count--;
+        concur__unlock(&s->concur__lock);
+        return 0;
+    }
+    if (timeout == 0) { concur__unlock(&s->concur__lock); return -ETIMEDOUT; }
+    concur__waiter w;
+    concur__waiter_init(&w, NULL);
+    return concur__wait_on(&s->concur__lock, &s->concur__waiters, &w, deadline);
+}
+
+CONCUR_API int concur_sem_release(concur_sem *s, unsigned n) {
+    if (!s) return -EINVAL;
+    concur__wakeups ws;
+    ws.n = 0;
+    concur__lock(&s->concur__lock);
+    if ((uint64_t)s->concur__count + n > INT32_MAX) {
+        concur__unlock(&s->concur__lock);
+        return -EOVERFLOW;
+    }
+    while (n > 0) {
+        concur__waiter *w = concur__wq_pop(&s->concur__waiters);
+        if (!w) break;
+        if (!concur__waiter_claim(w)) continue; /* timed out: not a taker */
+        concur__wakeups_add(&ws, concur__waiter_publish(w, 0));
+        n--;
+    }
+    s->concur__count += n;
+    concur__unlock(&s->concur__lock);
+    concur__wakeups_fire(&ws);
+    return 0;
+}
+
+CONCUR_API unsigned concur_sem_value(concur_sem *s) {
+    if (!s) return 0;
+    concur__lock(&s->concur__lock);
+    unsigned v = s->concur__count;
+    concur__unlock(&s->concur__lock);
+    return v;
+}
+
+/* ---- event ------------------------------------------------------------------------ */
+
+CONCUR_API int concur_event_init(concur_event *e) {
+    if (!e) return -EINVAL;
+    memset(e, 0, sizeof *e);
+    return 0;
+}
+
+CONCUR_API int concur_event_destroy(concur_event *e) {
+    if (!e) return -EINVAL;
+    concur__lock(&e->concur__lock);
+    int busy = e->concur__waiters.head != NULL;
+    concur__unlock(&e->concur__lock);
+    CONCUR__CHECK(!busy);
+    return busy ? -EBUSY : 0;
+}
+
+CONCUR_API int concur_event_set(concur_event *e) {
+    if (!e) return -EINVAL;
+    concur__lock(&e->concur__lock);
+    concur__store(&e->concur__set, 1, RELEASE);
+    concur__wq_notify_all(&e->concur__waiters, 0);
+    concur__unlock(&e->concur__lock);
+    return 0;
+}
+
+CONCUR_API int concur_event_clear(concur_event *e) {
+    if (!e) return -EINVAL;
+    concur__lock(&e->concur__lock);
+    concur__store(&e->concur__set, 0, RELAXED);
+    concur__unlock(&e->concur__lock);
+    return 0;
+}
+
+CONCUR_API int concur_event_is_set(concur_event *e) {
+    if (!e) return -EINVAL;
+    return concur__load(&e->concur__set, ACQUIRE) ? 1 : 0;
+}
+
+CONCUR_API int concur_event_wait(concur_event *e, double timeout) {
+    if (!e) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    if (concur__load(&e->concur__set, ACQUIRE)) return 0;
+    concur__lock(&e->concur__lock);
+    if (e->concur__set) { concur__unlock(&e->concur__lock); return 0; }
+    if (timeout == 0) { concur__unlock(&e->concur__lock); return -ETIMEDOUT; }
+    concur__waiter w;
+    concur__waiter_init(&w, NULL);
+    return concur__wait_on(&e->concur__lock, &e->concur__waiters, &w, deadline);
+}
+
+/* ---- wait group ------------------------------------------------------------------- */
+
+CONCUR_API int concur_wg_init(concur_wg *wg) {
+    if (!wg) return -EINVAL;
+    memset(wg, 0, sizeof *wg);
+    return 0;
+}
+
+CONCUR_API int concur_wg_destroy(concur_wg *wg) {
+    if (!wg) return -EINVAL;
+    concur__lock(&wg->concur__lock);
+    int busy = wg->concur__waiters.head != NULL;
+    concur__unlock(&wg->concur__lock);
+    CONCUR__CHECK(!busy);
+    return busy ? -EBUSY : 0;
+}
+
+CONCUR_API int concur_wg_add(concur_wg *wg, int64_t delta) {
+    if (!wg) return -EINVAL;
+    concur__lock(&wg->concur__lock);
+    int64_t next = wg->concur__count + delta;
+    if (next < 0 || (delta > 0 && next < wg->concur__count)) {
+        concur__unlock(&wg->concur__lock);
+        CONCUR__CHECK(!"concur_wg_add: count would go negative or overflow");
+        return next < 0 ? -EINVAL : -EOVERFLOW;
+    }
+    concur__store(&wg->concur__count, next, RELEASE);
+    if (next == 0) concur__wq_notify_all(&wg->concur__waiters, 0);
+    concur__unlock(&wg->concur__lock);
+    return 0;
+}
+
+CONCUR_API int concur_wg_done(concur_wg *wg) { return concur_wg_add(wg, -1); }
+
+CONCUR_API int concur_wg_wait(concur_wg *wg, double timeout) {
+    if (!wg) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    if (concur__load(&wg->concur__count, ACQUIRE) == 0) return 0;
+    concur__lock(&wg->concur__lock);
+    if (wg->concur__count == 0) { concur__unlock(&wg->concur__lock); return 0; }
+    if (timeout == 0) { concur__unlock(&wg->concur__lock); return -ETIMEDOUT; }
+    concur__waiter w;
+    concur__waiter_init(&w, NULL);
+    return concur__wait_on(&wg->concur__lock, &wg->concur__waiters, &w, deadline);
+}
+
+/* >>chan ---------------------------------------------------------------------------
+   A ring of capacity slots under one lock. Blocked receivers exist only while the
+   ring is empty, blocked senders only while it is full; a sender that finds a waiting
+   receiver copies straight into the receiver's buffer, and a receiver that frees a
+   slot moves the oldest blocked sender's element into the ring, so FIFO order holds
+   across the ring and the queue of blocked senders. */
+
+struct concur_chan {
+    concur_mutex lock;
+    size_t elem_size, cap, head, len;
+    int closed;
+    concur__wq senders, receivers;
+    unsigned char *ring;
+};
+
+CONCUR_API concur_chan *concur_chan_create(size_t elem_size, size_t capacity) {
+    if (elem_size == 0 || capacity == 0 || capacity > SIZE_MAX / elem_size) {
+        errno = EINVAL;
+        return NULL;
+    }
+    concur_chan *ch = (concur_chan *)CONCUR_MALLOC(sizeof *ch);
+    unsigned char *ring = (unsigned char *)CONCUR_MALLOC(elem_size * capacity);
+    if (!ch || !ring) {
+        CONCUR_FREE(ch);
+        CONCUR_FREE(ring);
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(ch, 0, sizeof *ch);
+    ch->elem_size = elem_size;
+    ch->cap = capacity;
+    ch->ring = ring;
+    return ch;
+}
+
+CONCUR_API int concur_chan_destroy(concur_chan *ch) {
+    if (!ch) return -EINVAL;
+    concur__lock(&ch->lock);
+    int busy = ch->senders.head || ch->receivers.head;
+    concur__unlock(&ch->lock);
+    if (busy) {
+        CONCUR__CHECK(!"concur_chan_destroy: tasks still blocked on the channel");
+        return -EBUSY;
+    }
+    CONCUR_FREE(ch->ring);
+    CONCUR_FREE(ch);
+    return 0;
+}
+
+CONCUR__PRIVATE unsigned char *concur__chan_slot(concur_chan *ch, size_t i) {
+    return ch->ring + ((ch->head + i) % ch->cap) * ch->elem_size;
+}
+
+CONCUR_API int concur_chan_send(concur_chan *ch, const void *elem, double timeout) {
+    if (!ch || !elem) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    concur__lock(&ch->lock);
+    if (ch->closed) { concur__unlock(&ch->lock); return -EPIPE; }
+    concur__waiter *r;
+    while ((r = concur__wq_pop(&ch->receivers)) != NULL) {
+        if (!concur__waiter_claim(r)) continue;
+        memcpy(r->slot, elem, ch->elem_size);
+        concur__wakeup k = concur__waiter_publish(r, 0);
+        concur__unlock(&ch->lock);
+        concur__wakeup_fire(&k);
+        return 0;
+    }
+    if (ch->len < ch->cap) {
+        memcpy(concur__chan_slot(ch, ch->len), elem, ch->elem_size);
+        ch->len++;
+        concur__unlock(&ch->lock);
+        return 0;
+    }
+    if (timeout == 0) { concur__unlock(&ch->lock); return -ETIMEDOUT; }
+    concur__waiter w;
+    concur__waiter_init(&w, (void *)elem);
+    return concur__wait_on(&ch->lock, &ch->senders, &w, deadline);
+}
+
+CONCUR_API int concur_chan_recv(concur_chan *ch, void *out, double timeout) {
+    if (!ch || !out) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    concur__lock(&ch->lock);
+    if (ch->len > 0) {
+        memcpy(out, concur__chan_slot(ch, 0), ch->elem_size);
+        ch->head = (ch->head + 1) % ch->cap;
+        ch->len--;
+        concur__wakeups ws;
+        ws.n = 0;
+        concur__waiter *s;
+        while ((s = concur__wq_pop(&ch->senders)) != NULL) {
+            if (!concur__waiter_claim(s)) continue;
+            memcpy(concur__chan_slot(ch, ch->len), s->slot, ch->elem_size);
+            ch->len++;
+            concur__wakeups_add(&ws, concur__waiter_publish(s, 0));
+            break;
+        }
+        concur__unlock(&ch->lock);
+        concur__wakeups_fire(&ws);
+        return 0;
+    }
+    if (ch->closed) { concur__unlock(&ch->lock); return CONCUR_ECLOSED; }
+    if (timeout == 0) { concur__unlock(&ch->lock); return -ETIMEDOUT; }
+    concur__waiter w;
+    concur__waiter_init(&w, out);
+    return concur__wait_on(&ch->lock, &ch->receivers, &w, deadline);
+}
+
+CONCUR_API int concur_chan_close(concur_chan *ch) {
+    if (!ch) return -EINVAL;
+    concur__lock(&ch->lock);
+    if (ch->closed) { concur__unlock(&ch->lock); return -EPIPE; }
+    ch->closed = 1;
+    concur__wq_notify_all(&ch->senders, -EPIPE);
+    concur__wq_notify_all(&ch->receivers, CONCUR_ECLOSED);
+    concur__unlock(&ch->lock);
+    return 0;
+}
+
+CONCUR_API size_t concur_chan_len(concur_chan *ch) {
+    if (!ch) return 0;
+    concur__lock(&ch->lock);
+    size_t n = ch->len;
+    concur__unlock(&ch->lock);
+    return n;
+}
+
+CONCUR_API size_t concur_chan_cap(concur_chan *ch) { return ch ? ch->cap : 0; }
+
+/* >>future -------------------------------------------------------------------------
+   A future is a lock, a state, an outcome, a queue of parked waiters and a list of
+   done-callbacks. Callback nodes are intrusive so that engines and the as-completed
+   iterator register them without an allocation each; concur_future_then allocates
+   its own. Released futures go to a small cache: the engines make one per task, and
+   a cached future also lets a double release be caught while its memory lives. */
+
+#define CONCUR__FUTURE_LIVE 0x46757475u  /* "Futu" */
+#define CONCUR__FUTURE_DEAD 0xDEADF00Du
+
+enum { CONCUR__F_PENDING = 0, CONCUR__F_RUNNING = 1, CONCUR__F_DONE = 2 };
+
+typedef struct concur__fcb concur__fcb;
+struct concur__fcb {
+    concur__fcb *next;
+    void (*fn)(concur_future *f, concur__fcb *node);
+    void *arg;
+    concur_future_cb user_fn; /* for concur_future_then */
+};
+
+struct concur_future {
+    uint32_t magic;
+    uint32_t state;
+    int32_t refs;
+    int error;
+    int cancelled;
+    void *value;
+    void *bytes;
+    size_t bytes_len;
+    concur_mutex lock;
+    concur__wq waiters;
+    concur__fcb *cb_head, *cb_tail;
+    concur_future *next_free;
+};
+
+#define CONCUR__FUTURE_CACHE_MAX 1024
+static concur_mutex concur__future_cache_lock = CONCUR_MUTEX_INIT;
+static concur_future *concur__future_cache;
+static unsigned concur__future_cache_len;
+
+CONCUR__PRIVATE int concur__future_ok(concur_future *f) {
+    if (!f) return 0;
+    if (f->magic != CONCUR__FUTURE_LIVE) {
+        CONCUR__CHECK(!"concur_future: released or invalid handle");
+        return 0;
+    }
+    return 1;
+}
+
+CONCUR_API concur_future *concur_future_create(void) {
+    concur_future *f = NULL;
+    concur__lock(&concur__future_cache_lock);
+    if (concur__future_cache) {
+        f = concur__future_cache;
+        concur__future_cache = f->next_free;
+        concur__future_cache_len--;
+    }
+    concur__unlock(&concur__future_cache_lock);
+    if (!f) {
+        f = (concur_future *)CONCUR_MALLOC(sizeof *f);
+        if (!f) { errno = ENOMEM; return NULL; }
+    }
+    memset(f, 0, sizeof *f);
+    f->refs = 1;
+    concur__store(&f->magic, CONCUR__FUTURE_LIVE, RELEASE);
+    return f;
+}
+
+CONCUR_API concur_future *concur_future_retain(concur_future *f) {
+    if (!concur__future_ok(f)) return NULL;
+    concur__fetch_add(&f->refs, 1, RELAXED);
+    return f;
+}
+
+CONCUR__PRIVATE void concur__future_free(concur_future *f) {
+    if (f->bytes) CONCUR_FREE(f->bytes);
+    f->bytes = NULL;
+    /* Callbacks never registered because the future never completed (an engine that
+       dropped it) still own their nodes' memory only if they came from
+       concur_future_then. */
+    concur__fcb *cb = f->cb_head;
+    while (cb) {
+        concur__fcb *next = cb->next;
+        if (cb->user_fn) CONCUR_FREE(cb);
+        cb = next;
+    }
+    f->magic = CONCUR__FUTURE_DEAD;
+    concur__lock(&concur__future_cache_lock);
+    if (concur__future_cache_len < CONCUR__FUTURE_CACHE_MAX) {
+        f->next_free = concur__future_cache;
+        concur__future_cache = f;
+        concur__future_cache_len++;
+        f = NULL;
+    }
+    concur__unlock(&concur__future_cache_lock);
+    if (f) CONCUR_FREE(f);
+}
+
+CONCUR_API int concur_future_release(concur_future *f) {
+    if (!concur__future_ok(f)) return -EINVAL;
+    int32_t before = concur__fetch_add(&f->refs, -1, ACQ_REL);
+    if (before <= 0) {
+        CONCUR__CHECK(!"concur_future_release: too many releases");
+        return -EINVAL;
+    }
+    if (before == 1) concur__future_free(f);
+    return 0;
+}
+
+/* Completes f with one outcome. Takes ownership of bytes (freed with CONCUR_FREE). */
+CONCUR__PRIVATE int concur__future_complete(concur_future *f, void *value, int error, void *bytes,
+                                            size_t bytes_len, int cancel) {
+    concur__lock(&f->lock);
+    if (f->state == CONCUR__F_DONE || (cancel && f->state == CONCUR__F_RUNNING)) {
+        int rc = f->state == CONCUR__F_DONE ? (f->cancelled && cancel ? 0 : -EALREADY) : -EBUSY;
+        concur__unlock(&f->lock);
+        if (bytes) CONCUR_FREE(bytes);
+        return rc;
+    }
+    f->value = value;
+    f->error = error;
+    f->bytes = bytes;
+    f->bytes_len = bytes_len;
+    f->cancelled = cancel;
+    concur__store(&f->state, CONCUR__F_DONE, RELEASE);
+    /* Waiters return without touching the future's lock, so waking them here costs
+       no lock convoy; the caller's reference keeps f alive throughout. */
+    concur__wq_notify_all(&f->waiters, 0);
+    concur__fcb *cb = f->cb_head;
+    f->cb_head = f->cb_tail = NULL;
+    concur__unlock(&f->lock);
+    while (cb) {
+        concur__fcb *next = cb->next; /* the node may be freed by its callback */
+        cb->fn(f, cb);
+        cb = next;
+    }
+    return 0;
+}
+
+CONCUR_API int concur_future_set_running(concur_future *f) {
+    if (!concur__future_ok(f)) return -EINVAL;
+    concur__lock(&f->lock);
+    int rc = 0;
+    if (f->state == CONCUR__F_PENDING) concur__store(&f->state, CONCUR__F_RUNNING, RELAXED);
+    else rc = f->cancelled ? -ECANCELED : -EINVAL;
+    concur__unlock(&f->lock);
+    return rc;
+}
+
+CONCUR_API int concur_future_set_value(concur_future *f, void *value) {
+    if (!concur__future_ok(f)) return -EINVAL;
+    return concur__future_complete(f, value, 0, NULL, 0, 0);
+}
+
+CONCUR_API int concur_future_set_error(concur_future *f, int err) {
+    if (!concur__future_ok(f) || err >= 0) return -EINVAL;
+    return concur__future_complete(f, NULL, err, NULL, 0, 0);
+}
+
+CONCUR_API int concur_future_set_bytes(concur_future *f, const void *bytes, size_t len) {
+    if (!concur__future_ok(f) || (!bytes && len)) return -EINVAL;
+    void *copy = CONCUR_MALLOC(len ? len : 1);
+    if (!copy) return -ENOMEM;
+    if (len) memcpy(copy, bytes, len);
+    return concur__future_complete(f, NULL, 0, copy, len, 0);
+}
+
+CONCUR_API int concur_future_cancel(concur_future *f) {
+    if (!concur__future_ok(f)) return -EINVAL;
+    return concur__future_complete(f, NULL, -ECANCELED, NULL, 0, 1);
+}
+
+CONCUR__PRIVATE int concur__future_is_done(concur_future *f) {
+    return concur__load(&f->state, ACQUIRE) == CONCUR__F_DONE;
+}
+
+CONCUR__PRIVATE int concur__future_wait_deadline(concur_future *f, int64_t deadline) {
+    if (concur__future_is_done(f)) return 0;
+    concur__lock(&f->lock);
+    if (f->state == CONCUR__F_DONE) { concur__unlock(&f->lock); return 0; }
+    if (deadline != CONCUR__NEVER && concur__now_ns() >= deadline) {
+        concur__unlock(&f->lock);
+        return -ETIMEDOUT;
+    }
+    concur__waiter w;
+    concur__waiter_init(&w, NULL);
+    return concur__wait_on(&f->lock, &f->waiters, &w, deadline);
+}
+
+CONCUR_API int concur_future_wait(concur_future *f, double timeout) {
+    if (!concur__future_ok(f)) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    return concur__future_wait_deadline(f, deadline);
+}
+
+CONCUR_API int concur_future_result(concur_future *f, double timeout, void **value) {
+    int rc = concur_future_wait(f, timeout);
+    if (value) *value = NULL;
+    if (rc) return rc;
+    if (value) *value = f->value;
+    return f->error;
+}
+
+CONCUR_API int concur_future_done(concur_future *f) {
+    if (!concur__future_ok(f)) return -EINVAL;
+    return concur__future_is_done(f);
+}
+
+CONCUR_API int concur_future_cancelled(concur_future *f) {
+    if (!concur__future_ok(f)) return -EINVAL;
+    return concur__future_is_done(f) && f->cancelled;
+}
+
+CONCUR_API void *concur_future_value(concur_future *f) {
+    if (!concur__future_ok(f) || !concur__future_is_done(f)) return NULL;
+    return f->value;
+}
+
+CONCUR_API int concur_future_error(concur_future *f) {
+    if (!concur__future_ok(f)) return -EINVAL;
+    if (!concur__future_is_done(f)) return -EINPROGRESS;
+    return f->error;
+}
+
+CONCUR_API const void *concur_future_bytes(concur_future *f, size_t *len) {
+    if (len) *len = 0;
+    if (!concur__future_ok(f) || !concur__future_is_done(f)) return NULL;
+    if (len) *len = f->bytes_len;
+    return f->bytes;
+}
+
+/* Registers node; runs it at once (returning 1) when f is already done. */
+CONCUR__PRIVATE int concur__future_add_callback(concur_future *f, concur__fcb *node) {
+    node->next = NULL;
+    concur__lock(&f->lock);
+    if (f->state != CONCUR__F_DONE) {
+        if (f->cb_tail) f->cb_tail->next = node; else f->cb_head = node;
+        f->cb_tail = node;
+        concur__unlock(&f->lock);
+        return 0;
+    }
+    concur__unlock(&f->lock);
+    node->fn(f, node);
+    return 1;
+}
+
+/* Unregisters node; 0 when it was no longer registered (it has run or is running). */
+CONCUR__PRIVATE int concur__future_remove_callback(concur_future *f, concur__fcb *node) {
+    int found = 0;
+    concur__lock(&f->lock);
+    concur__fcb *prev = NULL;
+    for (concur__fcb *cb = f->cb_head; cb; prev = cb, cb = cb->next) {
+        if (cb != node) continue;
+        if (prev) prev->next = cb->next; else f->cb_head = cb->next;
+        if (f->cb_tail == cb) f->cb_tail = prev;
+        found = 1;
+        break;
+    }
+    concur__unlock(&f->lock);
+    return found;
+}
+
+CONCUR__PRIVATE void concur__then_trampoline(concur_future *f, concur__fcb *node) {
+    concur_future_cb fn = node->user_fn;
+    void *arg = node->arg;
+    CONCUR_FREE(node);
+    fn(f, arg);
+}
+
+CONCUR_API int concur_future_then(concur_future *f, concur_future_cb cb, void *arg) {
+    if (!concur__future_ok(f) || !cb) return -EINVAL;
+    concur__fcb *node = (concur__fcb *)CONCUR_MALLOC(sizeof *node);
+    if (!node) return -ENOMEM;
+    node->fn = concur__then_trampoline;
+    node->user_fn = cb;
+    node->arg = arg;
+    concur__future_add_callback(f, node);
+    return 0;
+}
+
+CONCUR_API int concur_wait_all(concur_future *const *fs, size_t n, double timeout) {
+    if (!fs && n) return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!concur__future_ok(fs[i])) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) {
+        rc = concur__future_wait_deadline(fs[i], deadline);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---- as-completed -----------------------------------------------------------------
+   One callback node per future pushes its index onto a ready ring and wakes the
+   consumer. The iterator is reference counted by its registered nodes, so a callback
+   that is already running when the user destroys the iterator still finds it alive. */
+
+struct concur_as_completed {
+    concur_mutex lock;
+    int32_t refs;
+    uint32_t n, yielded, ready_head, ready_len;
+    concur__wq waiters;
+    concur_future **fs;
+    concur__fcb *nodes;
+    uint32_t *ready;
+};
+
+CONCUR__PRIVATE void concur__as_completed_unref(concur_as_completed *it) {
+    if (concur__fetch_add(&it->refs, -1, ACQ_REL) != 1) return;
+    CONCUR_FREE(it->fs);
+    CONCUR_FREE(it->nodes);
+    CONCUR_FREE(it->ready);
+    CONCUR_FREE(it);
+}
+
+CONCUR__PRIVATE void concur__as_completed_cb(concur_future *f, concur__fcb *node) {
+    concur_as_completed *it = (concur_as_completed *)node->arg;
+    (void)f;
+    concur__wakeups ws;
+    ws.n = 0;
+    concur__lock(&it->lock);
+    it->ready[(it->ready_head + it->ready_len) % it->n] = (uint32_t)(node - it->nodes);
+    it->ready_len++;
+    concur__waiter *w;
+    while ((w = concur__wq_pop(&it->waiters)) != NULL) {
+        if (!concur__waiter_claim(w)) continue;
+        concur__wakeups_add(&ws, concur__waiter_publish(w, 0));
+        break;
+    }
+    concur__unlock(&it->lock);
+    concur__wakeups_fire(&ws);
+    concur__as_completed_unref(it);
+}
+
+CONCUR_API concur_as_completed *concur_as_completed_create(concur_future *const *fs, size_t n) {
+    if ((!fs && n) || n > INT32_MAX - 1) { errno = EINVAL; return NULL; }
+    for (size_t i = 0; i < n; i++)
+        if (!concur__future_ok(fs[i])) { errno = EINVAL; return NULL; }
+    concur_as_completed *it = (concur_as_completed *)CONCUR_MALLOC(sizeof *it);
+    if (!it) { errno = ENOMEM; return NULL; }
+    memset(it, 0, sizeof *it);
+    size_t slots = n ? n : 1;
+    it->fs = (concur_future **)CONCUR_MALLOC(slots * sizeof *it->fs);
+    it->nodes = (concur__fcb *)CONCUR_MALLOC(slots * sizeof *it->nodes);
+    it->ready = (uint32_t *)CONCUR_MALLOC(slots * sizeof *it->ready);
+    if (!it->fs || !it->nodes || !it->ready) {
+        CONCUR_FREE(it->fs);
+        CONCUR_FREE(it->nodes);
+        CONCUR_FREE(it->ready);
+        CONCUR_FREE(it);
+        errno = ENOMEM;
+        return NULL;
+    }
+    it->n = (uint32_t)n;
+    it->refs = (int32_t)n + 1;
+    for (size_t i = 0; i < n; i++) {
+        it->fs[i] = concur_future_retain(fs[i]);
+        it->nodes[i].fn = concur__as_completed_cb;
+        it->nodes[i].arg = it;
+        it->nodes[i].user_fn = NULL;
+    }
+    /* Register only after every node is initialised: a callback may fire at once. */
+    for (size_t i = 0; i < n; i++) concur__future_add_callback(it->fs[i], &it->nodes[i]);
+    return it;
+}
+
+CONCUR_API int concur_as_completed_next(concur_as_completed *it, double timeout) {
+    if (!it) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    concur__lock(&it->lock);
+    for (;;) {
+        if (it->ready_len > 0) {
+            uint32_t idx = it->ready[it->ready_head];
+            it->ready_head = (it->ready_head + 1) % it->n;
+            it->ready_len--;
+            it->yielded++;
+            concur__unlock(&it->lock);
+            return (int)idx;
+        }
+        if (it->yielded == it->n) { concur__unlock(&it->lock); return CONCUR_EDONE; }
+        if (deadline != CONCUR__NEVER && concur__now_ns() >= deadline) {
+            concur__unlock(&it->lock);
+            return -ETIMEDOUT;
+        }
+        concur__waiter w;
+        concur__waiter_init(&w, NULL);
+        rc = concur__wait_on(&it->lock, &it->waiters, &w, deadline);
+        if (rc) return rc;
+        concur__lock(&it->lock);
+    }
+}
+
+CONCUR_API void concur_as_completed_destroy(concur_as_completed *it) {
+    if (!it) return;
+    for (uint32_t i = 0; i < it->n; i++) {
+        /* A node still registered will never run now: drop the reference it held. */
+        if (concur__future_remove_callback(it->fs[i], &it->nodes[i])) concur__as_completed_unref(it);
+        concur_future_release(it->fs[i]);
+    }
+    concur__as_completed_unref(it);
+}
+
+CONCUR_API int concur_wait_any(concur_future *const *fs, size_t n, double timeout) {
+    if (!fs || n == 0 || timeout != timeout) return -EINVAL;
+    /* Cheap scan first: the common case is that one is already done. */
+    for (size_t i = 0; i < n; i++) {
+        if (!concur__future_ok(fs[i])) return -EINVAL;
+        if (concur__future_is_done(fs[i])) return (int)i;
+    }
+    if (n > INT32_MAX - 1) return -EINVAL;
+    concur_as_completed *it = concur_as_completed_create(fs, n);
+    if (!it) return -errno;
+    int rc = concur_as_completed_next(it, timeout);
+    concur_as_completed_destroy(it);
+    return rc;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONCUR_IMPLEMENTATION */
+
+/*
+MIT License
+
+Copyright (c) 2026 The concur.h authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of this
+software and associated documentation files (the "Software"), to deal in the Software
+without restriction, including without limitation the rights to use, copy, modify, merge,
+publish, distribute, sublicense, and/or sell copies of the Software, and to permit persons
+to whom the Software is furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all copies or
+substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED,
+INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR
+PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE
+FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR
+OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER
+DEALINGS IN THE SOFTWARE.
+*/
