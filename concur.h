@@ -339,7 +339,6 @@ CONCUR_API void concur_as_completed_destroy(concur_as_completed *it);
 #endif
 
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>

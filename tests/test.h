@@ -1,0 +1,112 @@
+/* A tiny assertion and runner header for concur.h's tests: no framework needed.
+
+   Every test program includes this file. In configurations that compile the library
+   into the test itself (CONCUR_STATIC), CONCUR_TEST_IMPL pulls in the implementation
+   here; otherwise it comes from impl.c / impl.cpp, so a program that calls into the
+   library fails to link when the implementation is missing. */
+#ifndef CONCUR_TEST_H
+#define CONCUR_TEST_H
+
+#if defined(CONCUR_TEST_IMPL) && !defined(CONCUR_IMPLEMENTATION)
+#  define CONCUR_IMPLEMENTATION
+#endif
+#include "../concur.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int test__failures;
+static const char *test__current = "";
+
+#define CHECK(cond)                                                                       \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "%s:%d: %s: CHECK failed: %s\n", __FILE__, __LINE__,          \
+                    test__current, #cond);                                                \
+            test__failures++;                                                             \
+        }                                                                                 \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                    \
+    do {                                                                                  \
+        long long test__a = (long long)(a), test__b = (long long)(b);                     \
+        if (test__a != test__b) {                                                         \
+            fprintf(stderr, "%s:%d: %s: CHECK_EQ failed: %s == %lld, %s == %lld\n",       \
+                    __FILE__, __LINE__, test__current, #a, test__a, #b, test__b);         \
+            test__failures++;                                                             \
+        }                                                                                 \
+    } while (0)
+
+/* Fatal: for conditions after which the test cannot go on (a failed create). */
+#define REQUIRE(cond)                                                                     \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "%s:%d: %s: REQUIRE failed: %s\n", __FILE__, __LINE__,        \
+                    test__current, #cond);                                                \
+            exit(1);                                                                      \
+        }                                                                                 \
+    } while (0)
+
+/* Iteration counts scale down under valgrind and in quick runs (CONCUR_TEST_QUICK=1):
+   correctness comes from the checks, not from the count. */
+static inline long test_scale(long n) {
+    const char *q = getenv("CONCUR_TEST_QUICK");
+    if (q && *q && *q != '0') {
+        n /= 20;
+        if (n < 1) n = 1;
+    }
+    return n;
+}
+
+static void test__watchdog(int sig) {
+    static const char msg[] = "test watchdog: timed out (a hang?)\n";
+    (void)sig;
+    if (write(2, msg, sizeof msg - 1) < 0) { /* nothing more to do */ }
+    _exit(124);
+}
+
+/* Every test program ends on its own even if a wait hangs. */
+static inline void test_begin(unsigned seconds) {
+    signal(SIGALRM, test__watchdog);
+    alarm(seconds);
+}
+
+#define RUN(fn)                                                                           \
+    do {                                                                                  \
+        int test__before = test__failures;                                                \
+        test__current = #fn;                                                              \
+        fn();                                                                             \
+        printf("%s %s\n", test__failures == test__before ? "ok  " : "FAIL", #fn);         \
+        fflush(stdout);                                                                   \
+    } while (0)
+
+static inline int test_end(void) {
+    if (test__failures) fprintf(stderr, "%d check(s) failed\n", test__failures);
+    return test__failures ? 1 : 0;
+}
+
+/* Measures a wait: elapsed seconds since start. */
+static inline double test_since(double start) { return concur_now() - start; }
+
+/* A thread set for hammer tests. */
+#define TEST_MAX_THREADS 16
+typedef struct test_threads { int n; concur_thread *t[TEST_MAX_THREADS]; } test_threads;
+
+static inline void test_threads_start(test_threads *ts, int n, void *(*fn)(void *), void *arg) {
+    ts->n = n;
+    for (int i = 0; i < n; i++) {
+        ts->t[i] = concur_thread_create(fn, arg);
+        REQUIRE(ts->t[i] != NULL);
+    }
+}
+
+static inline void test_threads_join(test_threads *ts) {
+    for (int i = 0; i < ts->n; i++) CHECK_EQ(concur_thread_join(ts->t[i], NULL), 0);
+    ts->n = 0;
+}
+
+#endif
