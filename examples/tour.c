@@ -1,0 +1,195 @@
+/* tour.c - a guided tour of concur.h.
+
+   What it shows (each step prints what it measured):
+     1. a channel pipeline: producer threads feed a bounded channel, consumer threads
+        drain it until it is closed, a wait group tells when the consumers are done;
+     2. a semaphore limiting concurrency: 8 "download" threads, at most 3 at a time;
+     3. futures consumed as they complete: each job thread completes a future, one
+        job fails with an error and one is cancelled before it starts, and the main
+        thread handles them in completion order with the as-completed iterator.
+
+   Build and run (nothing but a C compiler needed):
+       cc -O2 -pthread examples/tour.c -o tour && ./tour
+   It exits 0 when every step checked out. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define CONCUR_IMPLEMENTATION
+#include "../concur.h"
+
+/* ---- 1. channel pipeline ------------------------------------------------------- */
+
+enum { PRODUCERS = 2, CONSUMERS = 3, ITEMS_PER_PRODUCER = 200000 };
+
+typedef struct pipeline {
+    concur_chan *work;
+    concur_wg consumers_done;
+    concur_mutex lock; /* guards the totals below */
+    long long items, steps;
+} pipeline;
+
+typedef struct producer_arg { pipeline *p; long first; } producer_arg;
+
+static void *producer(void *arg) {
+    producer_arg *a = (producer_arg *)arg;
+    for (long n = a->first; n < a->first + ITEMS_PER_PRODUCER; n++)
+        if (concur_chan_send(a->p->work, &n, CONCUR_FOREVER) != 0) break;
+    return NULL;
+}
+
+/* Collatz steps: a little CPU work per item. */
+static long collatz_steps(long n) {
+    long steps = 0;
+    for (unsigned long long x = (unsigned long long)n; x > 1; steps++) x = (x & 1) ? 3 * x + 1 : x / 2;
+    return steps;
+}
+
+static void *consumer(void *arg) {
+    pipeline *p = (pipeline *)arg;
+    long n, items = 0;
+    long long steps = 0;
+    while (concur_chan_recv(p->work, &n, CONCUR_FOREVER) == 0) { /* CONCUR_ECLOSED ends it */
+        steps += collatz_steps(n);
+        items++;
+    }
+    concur_mutex_lock(&p->lock);
+    p->items += items;
+    p->steps += steps;
+    concur_mutex_unlock(&p->lock);
+    concur_wg_done(&p->consumers_done);
+    return NULL;
+}
+
+static int tour_pipeline(void) {
+    pipeline p;
+    memset(&p, 0, sizeof p);
+    p.work = concur_chan_create(sizeof(long), 1024);
+    if (!p.work) return 1;
+    double t0 = concur_now();
+    concur_thread *threads[PRODUCERS + CONSUMERS];
+    producer_arg pargs[PRODUCERS];
+    concur_wg_add(&p.consumers_done, CONSUMERS);
+    for (int i = 0; i < CONSUMERS; i++) threads[i] = concur_thread_create(consumer, &p);
+    for (int i = 0; i < PRODUCERS; i++) {
+        pargs[i].p = &p;
+        pargs[i].first = 1 + (long)i * ITEMS_PER_PRODUCER;
+        threads[CONSUMERS + i] = concur_thread_create(producer, &pargs[i]);
+    }
+    for (int i = CONSUMERS; i < CONSUMERS + PRODUCERS; i++) concur_thread_join(threads[i], NULL);
+    concur_chan_close(p.work); /* consumers drain what is left, then see CONCUR_ECLOSED */
+    concur_wg_wait(&p.consumers_done, CONCUR_FOREVER);
+    for (int i = 0; i < CONSUMERS; i++) concur_thread_join(threads[i], NULL);
+    double secs = concur_now() - t0;
+    concur_chan_destroy(p.work);
+
+    long long expect_items = (long long)PRODUCERS * ITEMS_PER_PRODUCER;
+    printf("1. channel pipeline   %d producers -> chan(1024) -> %d consumers: %lld items, "
+           "%lld collatz steps, %.3f s (%.1f M items/s)\n",
+           PRODUCERS, CONSUMERS, p.items, p.steps, secs, (double)p.items / secs / 1e6);
+    return p.items == expect_items ? 0 : 1;
+}
+
+/* ---- 2. semaphore limiting concurrency ----------------------------------------- */
+
+enum { DOWNLOADS = 8, PARALLEL = 3 };
+
+typedef struct limiter { concur_sem slots; int inside, max_inside; } limiter;
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void *download(void *arg) {
+    limiter *l = (limiter *)arg;
+    concur_sem_acquire(&l->slots, CONCUR_FOREVER);
+    int now = __atomic_add_fetch(&l->inside, 1, __ATOMIC_SEQ_CST);
+    int seen = __atomic_load_n(&l->max_inside, __ATOMIC_SEQ_CST);
+    while (now > seen && !__atomic_compare_exchange_n(&l->max_inside, &seen, now, 0,
+                                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+    sleep_ms(20); /* stands in for network time */
+    __atomic_sub_fetch(&l->inside, 1, __ATOMIC_SEQ_CST);
+    concur_sem_release(&l->slots, 1);
+    return NULL;
+}
+
+static int tour_semaphore(void) {
+    limiter l;
+    memset(&l, 0, sizeof l);
+    concur_sem_init(&l.slots, PARALLEL);
+    double t0 = concur_now();
+    concur_thread *t[DOWNLOADS];
+    for (int i = 0; i < DOWNLOADS; i++) t[i] = concur_thread_create(download, &l);
+    for (int i = 0; i < DOWNLOADS; i++) concur_thread_join(t[i], NULL);
+    double secs = concur_now() - t0;
+    concur_sem_destroy(&l.slots);
+    printf("2. semaphore limit    %d downloads of 20 ms, at most %d at once: max seen %d, "
+           "%.3f s (>= %.3f s by design)\n",
+           DOWNLOADS, PARALLEL, l.max_inside, secs, 0.020 * ((DOWNLOADS + PARALLEL - 1) / PARALLEL));
+    return l.max_inside >= 1 && l.max_inside <= PARALLEL ? 0 : 1;
+}
+
+/* ---- 3. futures, as completed ---------------------------------------------------- */
+
+enum { JOBS = 6 };
+
+typedef struct job { concur_future *f; int n; } job;
+
+/* Sum of 1..n, slower for bigger n; n < 0 is an invalid job that fails. */
+static void *run_job(void *arg) {
+    job *j = (job *)arg;
+    if (concur_future_set_running(j->f) == -ECANCELED) return NULL; /* cancelled: skip */
+    if (j->n < 0) {
+        concur_future_set_error(j->f, -EINVAL);
+        return NULL;
+    }
+    sleep_ms(5L * (JOBS - j->n)); /* later jobs finish first */
+    long long sum = 0;
+    for (int i = 1; i <= j->n * 1000; i++) sum += i;
+    concur_future_set_value(j->f, (void *)(intptr_t)sum);
+    return NULL;
+}
+
+static int tour_futures(void) {
+    job jobs[JOBS];
+    concur_future *fs[JOBS];
+    for (int i = 0; i < JOBS; i++) {
+        jobs[i].n = i == 2 ? -1 : i;
+        fs[i] = jobs[i].f = concur_future_create();
+        if (!fs[i]) return 1;
+    }
+    concur_future_cancel(fs[4]); /* not started yet: cancels */
+    concur_thread *t[JOBS];
+    for (int i = 0; i < JOBS; i++) t[i] = concur_thread_create(run_job, &jobs[i]);
+
+    concur_as_completed *it = concur_as_completed_create(fs, JOBS);
+    if (!it) return 1;
+    int seen = 0, ok = 0, failed = 0, cancelled = 0;
+    printf("3. futures            as completed:");
+    for (int i; (i = concur_as_completed_next(it, 10.0)) >= 0; seen++) {
+        void *value;
+        int rc = concur_future_result(fs[i], 0, &value);
+        if (rc == 0) { ok++; printf(" job%d=%lld", i, (long long)(intptr_t)value); }
+        else if (rc == -ECANCELED) { cancelled++; printf(" job%d:cancelled", i); }
+        else { failed++; printf(" job%d:error(%s)", i, concur_strerror(rc)); }
+    }
+    printf("\n");
+    concur_as_completed_destroy(it);
+    for (int i = 0; i < JOBS; i++) {
+        concur_thread_join(t[i], NULL);
+        concur_future_release(fs[i]);
+    }
+    return seen == JOBS && ok == JOBS - 2 && failed == 1 && cancelled == 1 ? 0 : 1;
+}
+
+int main(void) {
+    printf("concur.h %s tour\n", concur_version());
+    int bad = 0;
+    bad |= tour_pipeline();
+    bad |= tour_semaphore();
+    bad |= tour_futures();
+    printf(bad ? "tour: a step FAILED its check\n" : "tour: every step checked out\n");
+    return bad;
+}
