@@ -602,13 +602,15 @@ CONCUR_API const char *concur_strerror(int code) {
    The state word settles every race between a waker, a timeout and a cancel:
        WAITING --(waker, under the primitive's lock)--> CLAIMED --> NOTIFIED
        WAITING --(timeout / cancel, by the waiting side)--> TIMEDOUT / CANCELED
-   A CAS out of WAITING decides who won. A waker that wins fills the hand-off (a
-   channel element, a permit) and only then publishes NOTIFIED, so a waiter that sees
-   NOTIFIED may return at once and its stack may vanish: after publishing, the waker
-   touches only a futex address (a stale wake is harmless) or the scheduler's task
-   handle, which it copied before. A waiter that loses the race to a waker waits for
-   NOTIFIED; one that wins takes the primitive's lock to unlink itself before
-   returning, so a waker holding the lock never sees freed memory. */
+   A CAS out of WAITING decides who won. A waker that wins (under the primitive's
+   lock) fills the hand-off (a channel element, a permit), drops the lock, and only
+   then publishes NOTIFIED: a waiter that sees NOTIFIED may return at once and free
+   its stack and even the primitive. After publishing, the waker touches only a futex
+   address (a stale wake is harmless) or the scheduler's task handle, which it copied
+   before. A waiter that loses the race to a waker waits for NOTIFIED; one that wins
+   takes the primitive's lock to unlink itself before returning, so a waker holding
+   the lock never sees freed memory. Conditions on user-owned primitives (an event's
+   flag, a wait group's count) are observed under the lock for the same reason. */
 
 enum {
     CONCUR__W_WAITING = 0,
@@ -673,7 +675,7 @@ CONCUR__PRIVATE concur__waiter *concur__wq_pop(concur__wq *q) {
     return w;
 }
 
-/* What a waker needs after it published NOTIFIED and dropped the lock. */
+/* What a waker needs after it published NOTIFIED. */
 typedef struct concur__wakeup {
     concur__sched *sched;
     void *task;
@@ -687,44 +689,57 @@ CONCUR__PRIVATE int concur__waiter_claim(concur__waiter *w) {
     return concur__cas(&w->state, &expected, CONCUR__W_CLAIMED, ACQ_REL);
 }
 
-/* Under the primitive's lock, after a successful claim and after filling the
-   hand-off: publishes the result. w must not be touched afterwards. */
-CONCUR__PRIVATE concur__wakeup concur__waiter_publish(concur__waiter *w, int result) {
+/* After a successful claim and after filling the hand-off: publishes the result and
+   wakes the waiter. Called after the primitive's lock is dropped: a claimed waiter
+   cannot return before NOTIFIED, so w is alive until then, and once NOTIFIED is
+   visible the waiter may return and free the primitive itself, which we therefore
+   must not touch any more (waiting and then destroying must be safe, as in POSIX). */
+CONCUR__PRIVATE void concur__waiter_publish(concur__waiter *w, int result) {
     concur__wakeup k;
     k.sched = w->sched;
     k.task = w->task;
     k.addr = &w->state;
     w->result = result;
     concur__store(&w->state, CONCUR__W_NOTIFIED, RELEASE);
-    return k;
+    /* w may be gone from here on: only the copies are used. A futex wake on a dead
+       address is at worst a spurious wake-up for whoever lives there now. */
+    if (k.sched) k.sched->unpark(k.sched, k.task);
+    else concur__futex_wake(k.addr, 1);
 }
 
-CONCUR__PRIVATE void concur__wakeup_fire(const concur__wakeup *k) {
-    if (k->sched) k->sched->unpark(k->sched, k->task);
-    else concur__futex_wake(k->addr, 1);
+/* Claimed waiters collected under the lock and published after it is dropped. The
+   chain reuses the waiters' own links (they are off every queue once claimed), so
+   any number of them costs no allocation. */
+typedef struct concur__wakelist { concur__waiter *head; } concur__wakelist;
+
+CONCUR__PRIVATE void concur__wakelist_add(concur__wakelist *l, concur__waiter *w, int result) {
+    w->result = result;
+    w->next = l->head;
+    l->head = w;
 }
 
-/* Claims, publishes and fires in one go; for broadcasts done under the lock. */
-CONCUR__PRIVATE int concur__waiter_notify_now(concur__waiter *w, int result) {
-    if (!concur__waiter_claim(w)) return 0;
-    concur__wakeup k = concur__waiter_publish(w, result);
-    concur__wakeup_fire(&k);
-    return 1;
+CONCUR__PRIVATE void concur__wakelist_fire(concur__wakelist *l) {
+    concur__waiter *w = l->head;
+    l->head = NULL;
+    while (w) {
+        concur__waiter *next = w->next; /* read before w may vanish */
+        concur__waiter_publish(w, w->result);
+        w = next;
+    }
 }
 
-/* A small batch of wake-ups to fire after the lock is dropped, so that the woken
-   thread does not run straight into the lock we still hold. */
-#define CONCUR__WAKE_BATCH 8
-typedef struct concur__wakeups { int n; concur__wakeup k[CONCUR__WAKE_BATCH]; } concur__wakeups;
-
-CONCUR__PRIVATE void concur__wakeups_add(concur__wakeups *ws, concur__wakeup k) {
-    if (ws->n < CONCUR__WAKE_BATCH) ws->k[ws->n++] = k;
-    else concur__wakeup_fire(&k); /* rare: fire under the lock rather than allocate */
+/* Under the lock: claims the oldest waiter that is still waiting, or NULL. */
+CONCUR__PRIVATE concur__waiter *concur__wq_claim_one(concur__wq *q) {
+    concur__waiter *w;
+    while ((w = concur__wq_pop(q)) != NULL)
+        if (concur__waiter_claim(w)) return w;
+    return NULL;
 }
 
-CONCUR__PRIVATE void concur__wakeups_fire(concur__wakeups *ws) {
-    for (int i = 0; i < ws->n; i++) concur__wakeup_fire(&ws->k[i]);
-    ws->n = 0;
+/* Under the lock: claims every waiter into l with result. */
+CONCUR__PRIVATE void concur__wq_claim_all(concur__wq *q, concur__wakelist *l, int result) {
+    concur__waiter *w;
+    while ((w = concur__wq_claim_one(q)) != NULL) concur__wakelist_add(l, w, result);
 }
 
 /* Parks a plain thread: a brief spin (a hand-off often lands within a microsecond),
@@ -766,12 +781,6 @@ CONCUR__PRIVATE int concur__wait_on(concur_mutex *lock, concur__wq *q, concur__w
     if (w->linked) concur__wq_remove(q, w);
     concur__unlock(lock);
     return rc;
-}
-
-/* Wakes every waiter in q with result; called under the lock. */
-CONCUR__PRIVATE void concur__wq_notify_all(concur__wq *q, int result) {
-    concur__waiter *w;
-    while ((w = concur__wq_pop(q)) != NULL) concur__waiter_notify_now(w, result);
 }
 
 /* >>sync -------------------------------------------------------------------------- */
@@ -849,23 +858,21 @@ CONCUR_API int concur_sem_acquire(concur_sem *s, double timeout) {
 
 CONCUR_API int concur_sem_release(concur_sem *s, unsigned n) {
     if (!s) return -EINVAL;
-    concur__wakeups ws;
-    ws.n = 0;
+    concur__wakelist wl = {NULL};
     concur__lock(&s->concur__lock);
     if ((uint64_t)s->concur__count + n > INT32_MAX) {
         concur__unlock(&s->concur__lock);
         return -EOVERFLOW;
     }
-    while (n > 0) {
-        concur__waiter *w = concur__wq_pop(&s->concur__waiters);
-        if (!w) break;
-        if (!concur__waiter_claim(w)) continue; /* timed out: not a taker */
-        concur__wakeups_add(&ws, concur__waiter_publish(w, 0));
+    concur__waiter *w;
+    /* Permits go straight to the oldest waiters; waiters that timed out are skipped. */
+    while (n > 0 && (w = concur__wq_claim_one(&s->concur__waiters)) != NULL) {
+        concur__wakelist_add(&wl, w, 0);
         n--;
     }
     s->concur__count += n;
     concur__unlock(&s->concur__lock);
-    concur__wakeups_fire(&ws);
+    concur__wakelist_fire(&wl);
     return 0;
 }
 
@@ -896,24 +903,29 @@ CONCUR_API int concur_event_destroy(concur_event *e) {
 
 CONCUR_API int concur_event_set(concur_event *e) {
     if (!e) return -EINVAL;
+    concur__wakelist wl = {NULL};
     concur__lock(&e->concur__lock);
-    concur__store(&e->concur__set, 1, RELEASE);
-    concur__wq_notify_all(&e->concur__waiters, 0);
+    e->concur__set = 1;
+    concur__wq_claim_all(&e->concur__waiters, &wl, 0);
     concur__unlock(&e->concur__lock);
+    concur__wakelist_fire(&wl);
     return 0;
 }
 
 CONCUR_API int concur_event_clear(concur_event *e) {
     if (!e) return -EINVAL;
     concur__lock(&e->concur__lock);
-    concur__store(&e->concur__set, 0, RELAXED);
+    e->concur__set = 0;
     concur__unlock(&e->concur__lock);
     return 0;
 }
 
 CONCUR_API int concur_event_is_set(concur_event *e) {
     if (!e) return -EINVAL;
-    return concur__load(&e->concur__set, ACQUIRE) ? 1 : 0;
+    concur__lock(&e->concur__lock);
+    int set = e->concur__set != 0;
+    concur__unlock(&e->concur__lock);
+    return set;
 }
 
 CONCUR_API int concur_event_wait(concur_event *e, double timeout) {
@@ -921,7 +933,8 @@ CONCUR_API int concur_event_wait(concur_event *e, double timeout) {
     int64_t deadline;
     int rc = concur__deadline(timeout, &deadline);
     if (rc) return rc;
-    if (concur__load(&e->concur__set, ACQUIRE)) return 0;
+    /* Observed under the lock only: a waiter that saw the flag without it could return
+       and free the event while the setter is still unlocking it. */
     concur__lock(&e->concur__lock);
     if (e->concur__set) { concur__unlock(&e->concur__lock); return 0; }
     if (timeout == 0) { concur__unlock(&e->concur__lock); return -ETIMEDOUT; }
@@ -956,9 +969,11 @@ CONCUR_API int concur_wg_add(concur_wg *wg, int64_t delta) {
         CONCUR__CHECK(!"concur_wg_add: count would go negative or overflow");
         return next < 0 ? -EINVAL : -EOVERFLOW;
     }
-    concur__store(&wg->concur__count, next, RELEASE);
-    if (next == 0) concur__wq_notify_all(&wg->concur__waiters, 0);
+    concur__wakelist wl = {NULL};
+    wg->concur__count = next;
+    if (next == 0) concur__wq_claim_all(&wg->concur__waiters, &wl, 0);
     concur__unlock(&wg->concur__lock);
+    concur__wakelist_fire(&wl);
     return 0;
 }
 
@@ -969,7 +984,7 @@ CONCUR_API int concur_wg_wait(concur_wg *wg, double timeout) {
     int64_t deadline;
     int rc = concur__deadline(timeout, &deadline);
     if (rc) return rc;
-    if (concur__load(&wg->concur__count, ACQUIRE) == 0) return 0;
+    /* Checked under the lock for the same reason as concur_event_wait. */
     concur__lock(&wg->concur__lock);
     if (wg->concur__count == 0) { concur__unlock(&wg->concur__lock); return 0; }
     if (timeout == 0) { concur__unlock(&wg->concur__lock); return -ETIMEDOUT; }
@@ -1038,13 +1053,11 @@ CONCUR_API int concur_chan_send(concur_chan *ch, const void *elem, double timeou
     if (rc) return rc;
     concur__lock(&ch->lock);
     if (ch->closed) { concur__unlock(&ch->lock); return -EPIPE; }
-    concur__waiter *r;
-    while ((r = concur__wq_pop(&ch->receivers)) != NULL) {
-        if (!concur__waiter_claim(r)) continue;
+    concur__waiter *r = concur__wq_claim_one(&ch->receivers);
+    if (r) {
         memcpy(r->slot, elem, ch->elem_size);
-        concur__wakeup k = concur__waiter_publish(r, 0);
         concur__unlock(&ch->lock);
-        concur__wakeup_fire(&k);
+        concur__waiter_publish(r, 0);
         return 0;
     }
     if (ch->len < ch->cap) {
@@ -1069,18 +1082,13 @@ CONCUR_API int concur_chan_recv(concur_chan *ch, void *out, double timeout) {
         memcpy(out, concur__chan_slot(ch, 0), ch->elem_size);
         ch->head = (ch->head + 1) % ch->cap;
         ch->len--;
-        concur__wakeups ws;
-        ws.n = 0;
-        concur__waiter *s;
-        while ((s = concur__wq_pop(&ch->senders)) != NULL) {
-            if (!concur__waiter_claim(s)) continue;
+        concur__waiter *s = concur__wq_claim_one(&ch->senders);
+        if (s) {
             memcpy(concur__chan_slot(ch, ch->len), s->slot, ch->elem_size);
             ch->len++;
-            concur__wakeups_add(&ws, concur__waiter_publish(s, 0));
-            break;
         }
         concur__unlock(&ch->lock);
-        concur__wakeups_fire(&ws);
+        if (s) concur__waiter_publish(s, 0);
         return 0;
     }
     if (ch->closed) { concur__unlock(&ch->lock); return CONCUR_ECLOSED; }
@@ -1094,10 +1102,12 @@ CONCUR_API int concur_chan_close(concur_chan *ch) {
     if (!ch) return -EINVAL;
     concur__lock(&ch->lock);
     if (ch->closed) { concur__unlock(&ch->lock); return -EPIPE; }
+    concur__wakelist wl = {NULL};
     ch->closed = 1;
-    concur__wq_notify_all(&ch->senders, -EPIPE);
-    concur__wq_notify_all(&ch->receivers, CONCUR_ECLOSED);
+    concur__wq_claim_all(&ch->senders, &wl, -EPIPE);
+    concur__wq_claim_all(&ch->receivers, &wl, CONCUR_ECLOSED);
     concur__unlock(&ch->lock);
+    concur__wakelist_fire(&wl);
     return 0;
 }
 
@@ -1236,12 +1246,12 @@ CONCUR__PRIVATE int concur__future_complete(concur_future *f, void *value, int e
     f->bytes_len = bytes_len;
     f->cancelled = cancel;
     concur__store(&f->state, CONCUR__F_DONE, RELEASE);
-    /* Waiters return without touching the future's lock, so waking them here costs
-       no lock convoy; the caller's reference keeps f alive throughout. */
-    concur__wq_notify_all(&f->waiters, 0);
+    concur__wakelist wl = {NULL};
+    concur__wq_claim_all(&f->waiters, &wl, 0);
     concur__fcb *cb = f->cb_head;
     f->cb_head = f->cb_tail = NULL;
     concur__unlock(&f->lock);
+    concur__wakelist_fire(&wl);
     while (cb) {
         concur__fcb *next = cb->next; /* the node may be freed by its callback */
         cb->fn(f, cb);
@@ -1433,19 +1443,12 @@ CONCUR__PRIVATE void concur__as_completed_unref(concur_as_completed *it) {
 CONCUR__PRIVATE void concur__as_completed_cb(concur_future *f, concur__fcb *node) {
     concur_as_completed *it = (concur_as_completed *)node->arg;
     (void)f;
-    concur__wakeups ws;
-    ws.n = 0;
     concur__lock(&it->lock);
     it->ready[(it->ready_head + it->ready_len) % it->n] = (uint32_t)(node - it->nodes);
     it->ready_len++;
-    concur__waiter *w;
-    while ((w = concur__wq_pop(&it->waiters)) != NULL) {
-        if (!concur__waiter_claim(w)) continue;
-        concur__wakeups_add(&ws, concur__waiter_publish(w, 0));
-        break;
-    }
+    concur__waiter *w = concur__wq_claim_one(&it->waiters);
     concur__unlock(&it->lock);
-    concur__wakeups_fire(&ws);
+    if (w) concur__waiter_publish(w, 0);
     concur__as_completed_unref(it);
 }
 

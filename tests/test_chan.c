@@ -226,6 +226,25 @@ static void test_chan_big_elements(void) {
     CHECK_EQ(concur_chan_destroy(ch), 0);
 }
 
+/* A receiver woken by close may destroy the channel at once. */
+static void *close_channel(void *arg) {
+    concur_chan_close((concur_chan *)arg);
+    return NULL;
+}
+
+static void test_chan_close_then_destroy(void) {
+    for (int i = 0; i < (int)test_scale(400); i++) {
+        concur_chan *ch = concur_chan_create(sizeof(int), 1);
+        REQUIRE(ch);
+        concur_thread *t = concur_thread_create(close_channel, ch);
+        REQUIRE(t);
+        int v;
+        CHECK_EQ(concur_chan_recv(ch, &v, CONCUR_FOREVER), CONCUR_ECLOSED);
+        CHECK_EQ(concur_chan_destroy(ch), 0);
+        CHECK_EQ(concur_thread_join(t, NULL), 0);
+    }
+}
+
 int main(void) {
     test_begin(120);
     RUN(test_chan_bad_input);
@@ -235,5 +254,6 @@ int main(void) {
     RUN(test_chan_blocked_sender_order);
     RUN(test_chan_mpmc);
     RUN(test_chan_big_elements);
+    RUN(test_chan_close_then_destroy);
     return test_end();
 }

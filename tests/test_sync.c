@@ -251,6 +251,45 @@ static void test_wg(void) {
     CHECK_EQ(concur_wg_wait(&c.wg, NAN), -EINVAL);
 }
 
+/* "Wait, then destroy" must be safe, as in POSIX: the waker may not touch the
+   primitive once the waiter can see the wake-up. Each primitive lives on the heap so
+   that ASan and valgrind flag any late access by the waker. */
+typedef struct destroy_ctx { concur_wg wg; concur_event ev; concur_sem sem; } destroy_ctx;
+
+static void *destroy_waker(void *arg) {
+    destroy_ctx *c = (destroy_ctx *)arg;
+    concur_event_set(&c->ev);
+    concur_sem_release(&c->sem, 1);
+    concur_wg_done(&c->wg); /* last: the waiter frees c right after this wakes it */
+    return NULL;
+}
+
+static void test_wait_then_destroy(void) {
+    for (int i = 0; i < (int)test_scale(400); i++) {
+        destroy_ctx *c = (destroy_ctx *)calloc(1, sizeof *c);
+        REQUIRE(c);
+        concur_wg_add(&c->wg, 1);
+        concur_thread *t = concur_thread_create(destroy_waker, c);
+        REQUIRE(t);
+        CHECK_EQ(concur_event_wait(&c->ev, CONCUR_FOREVER), 0);
+        CHECK_EQ(concur_sem_acquire(&c->sem, CONCUR_FOREVER), 0);
+        /* Alternate parking with polling: a poller sees the count drop the moment
+           it does, which is when a careless waker would still be unlocking. */
+        if (i & 1) {
+            CHECK_EQ(concur_wg_wait(&c->wg, CONCUR_FOREVER), 0);
+        } else {
+            int rc;
+            while ((rc = concur_wg_wait(&c->wg, 0)) == -ETIMEDOUT) {}
+            CHECK_EQ(rc, 0);
+        }
+        CHECK_EQ(concur_wg_destroy(&c->wg), 0);
+        CHECK_EQ(concur_event_destroy(&c->ev), 0);
+        CHECK_EQ(concur_sem_destroy(&c->sem), 0);
+        free(c);
+        CHECK_EQ(concur_thread_join(t, NULL), 0);
+    }
+}
+
 int main(void) {
     test_begin(120);
     RUN(test_mutex_hammer);
@@ -263,5 +302,6 @@ int main(void) {
     RUN(test_sem_timeout_race);
     RUN(test_event);
     RUN(test_wg);
+    RUN(test_wait_then_destroy);
     return test_end();
 }
