@@ -305,6 +305,96 @@ CONCUR_API int concur_as_completed_next(concur_as_completed *it, double timeout)
 /* Safe at any point, also while futures are still pending or completing. */
 CONCUR_API void concur_as_completed_destroy(concur_as_completed *it);
 
+/* ---- thread pool ------------------------------------------------------------------
+   A work-stealing pool of worker threads (ThreadPoolExecutor, and the fork-join engine
+   for CPU work). Two ways in:
+   - concur_pool_submit(pool, fn, arg): from any thread, also from inside a task; the
+     result comes back as a future (fn's return value, or the error it reported with
+     concur_task_fail).
+   - fork-join: a concur_group on the stack, concur_spawn for each child,
+     concur_group_wait to join. A spawn costs no heap allocation: the task record
+     lives in the worker's deque, and a worker that waits runs the group's own
+     children (or, when one was stolen, work from its thief) instead of sleeping.
+   Blocking calls inside tasks (futures, semaphores, channels ...) let the worker help
+   with other tasks while it waits. */
+typedef struct concur_pool concur_pool;
+typedef void *(*concur_task_fn)(void *arg);
+
+typedef struct concur_pool_desc {
+    int threads;           /* worker threads; 0: the number of online CPUs */
+    const char *name;      /* thread name prefix (shown by top -H), default "concur" */
+    /* Runs first on every worker thread, with the worker's index (0..threads-1). */
+    void (*on_start)(int worker, void *user);
+    void *user;
+    /* How long an idle worker keeps looking for work before it sleeps, in µs.
+       0: the default (50 µs); negative: sleep at once. */
+    int spin_us;
+    /* Fork-join tasks one worker can have outstanding (spawned, not joined); a spawn
+       beyond that runs inline. 0: 8192. */
+    int deque_size;
+} concur_pool_desc;
+
+/* Starts the workers. desc may be NULL (all defaults). NULL with errno EINVAL (threads
+   < 0 or > 4096, deque_size < 0), ENOMEM or EAGAIN (thread creation failed; no thread
+   is left behind). Thread-safe. */
+CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc);
+/* Queues fn(arg) and returns a future that completes with its return value (or the
+   code it passed to concur_task_fail); the caller owns one reference. Any thread,
+   including a task of this pool. After shutdown the future comes back already failed
+   with CONCUR_ESHUTDOWN. NULL with errno EINVAL (NULL pool or fn) or ENOMEM. */
+CONCUR_API concur_future *concur_pool_submit(concur_pool *pool, concur_task_fn fn, void *arg);
+/* Stops accepting work and waits until the workers have exited: queued tasks run
+   first, unless cancel_pending is nonzero, in which case their futures are cancelled
+   (-ECANCELED) and their groups get -ECANCELED. Running tasks always finish. 0,
+   -EINVAL, -EDEADLK when called from a worker of this pool. Idempotent. */
+CONCUR_API int concur_pool_shutdown(concur_pool *pool, int cancel_pending);
+/* Shuts down (running queued work) and frees the pool. 0, -EINVAL, -EDEADLK from one
+   of its own workers (nothing happens then). */
+CONCUR_API int concur_pool_destroy(concur_pool *pool);
+/* Number of worker threads, or -EINVAL. */
+CONCUR_API int concur_pool_threads(concur_pool *pool);
+/* The pool whose worker is calling, or NULL on any other thread. */
+CONCUR_API concur_pool *concur_pool_current(void);
+/* The calling worker's index (0..threads-1), or -1 outside a pool. */
+CONCUR_API int concur_worker_index(void);
+/* Inside a task: marks it failed with err (negative). Its future completes with err
+   instead of the return value; a spawned task's group reports the first such error
+   from concur_group_wait. 0, or -EINVAL outside a task or for err >= 0. */
+CONCUR_API int concur_task_fail(int err);
+
+/* Fork-join group. Initialise on the stack of the task (or thread) that spawns and
+   joins; every spawn must be joined by concur_group_wait before the group goes out of
+   scope. Spawning from other tasks into the group is allowed (such children are
+   counted separately), joining is for the thread that initialised it. */
+typedef struct concur_group {
+    concur_pool *concur__pool;
+    void *concur__worker;   /* the owning worker, NULL outside the pool */
+    uint32_t concur__base;  /* deque position of the group's first child */
+    int32_t concur__error;
+    concur_wg concur__remote; /* children queued elsewhere */
+} concur_group;
+
+/* pool NULL: the calling worker's pool. 0, or -EINVAL (NULL group, or no pool given
+   outside a worker). */
+CONCUR_API int concur_group_init(concur_group *g, concur_pool *pool);
+/* Runs fn(arg) as a child of g, now or later, on this worker or a thief. 0, -EINVAL,
+   -ENOMEM (outside the pool only: the queue could not grow), CONCUR_ESHUTDOWN. */
+CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg);
+/* Waits until every child of g has run. Inside a worker, the wait runs the group's
+   own children and helps thieves instead of blocking. Returns 0, the first error a
+   child reported with concur_task_fail, or -EPERM when called from another worker
+   than the one that initialised the group. Then the group may be reused. */
+CONCUR_API int concur_group_wait(concur_group *g);
+
+/* Calls body(lo, hi, ctx) over [begin, end) split into ranges of about grain items
+   (grain 0: automatic, about 8 ranges per worker), in parallel, and returns when all
+   are done. From outside the pool the caller blocks; inside a worker it takes part.
+   0 (also for an empty range), the first error a body reported with
+   concur_task_fail, -EINVAL (NULL pool outside a worker, NULL body, negative grain,
+   begin > end). */
+CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end, int64_t grain,
+                                   void (*body)(int64_t lo, int64_t hi, void *ctx), void *ctx);
+
 #ifdef __cplusplus
 }
 #endif
@@ -339,6 +429,7 @@ CONCUR_API void concur_as_completed_destroy(concur_as_completed *it);
 #endif
 
 #include <limits.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -626,7 +717,8 @@ struct concur__sched {
        passes; returns 0 (notified), -ETIMEDOUT or -ECANCELED, having moved the state
        itself in the last two cases. */
     int (*park)(concur__sched *self, concur__waiter *w, int64_t deadline);
-    /* Makes task runnable again; called once per successful notify. Any thread. */
+    /* Makes task runnable again; called once per successful notify, from any thread.
+       NULL: the task sleeps on the waiter's futex word like a plain thread. */
     void (*unpark)(concur__sched *self, void *task);
 };
 
@@ -703,7 +795,7 @@ CONCUR__PRIVATE void concur__waiter_publish(concur__waiter *w, int result) {
     concur__store(&w->state, CONCUR__W_NOTIFIED, RELEASE);
     /* w may be gone from here on: only the copies are used. A futex wake on a dead
        address is at worst a spurious wake-up for whoever lives there now. */
-    if (k.sched) k.sched->unpark(k.sched, k.task);
+    if (k.sched && k.sched->unpark) k.sched->unpark(k.sched, k.task);
     else concur__futex_wake(k.addr, 1);
 }
 
@@ -1234,8 +1326,11 @@ CONCUR_API int concur_future_release(concur_future *f) {
 CONCUR__PRIVATE int concur__future_complete(concur_future *f, void *value, int error, void *bytes,
                                             size_t bytes_len, int cancel) {
     concur__lock(&f->lock);
-    if (f->state == CONCUR__F_DONE || (cancel && f->state == CONCUR__F_RUNNING)) {
-        int rc = f->state == CONCUR__F_DONE ? (f->cancelled && cancel ? 0 : -EALREADY) : -EBUSY;
+    uint32_t st = concur__load(&f->state, RELAXED);
+    int rc = 0;
+    if (st == CONCUR__F_DONE) rc = f->cancelled && cancel ? 0 : -EALREADY;
+    else if (cancel && st == CONCUR__F_RUNNING) rc = -EBUSY;
+    if (st == CONCUR__F_DONE || rc) {
         concur__unlock(&f->lock);
         if (bytes) CONCUR_FREE(bytes);
         return rc;
@@ -1245,7 +1340,18 @@ CONCUR__PRIVATE int concur__future_complete(concur_future *f, void *value, int e
     f->bytes = bytes;
     f->bytes_len = bytes_len;
     f->cancelled = cancel;
-    concur__store(&f->state, CONCUR__F_DONE, RELEASE);
+    if (cancel) {
+        /* set_running moves PENDING to RUNNING without the lock: a CAS decides. */
+        uint32_t expected = CONCUR__F_PENDING;
+        if (!concur__cas(&f->state, &expected, CONCUR__F_DONE, RELEASE)) {
+            f->error = 0;
+            f->cancelled = 0;
+            concur__unlock(&f->lock);
+            return -EBUSY;
+        }
+    } else {
+        concur__store(&f->state, CONCUR__F_DONE, RELEASE);
+    }
     concur__wakelist wl = {NULL};
     concur__wq_claim_all(&f->waiters, &wl, 0);
     concur__fcb *cb = f->cb_head;
@@ -1262,12 +1368,12 @@ CONCUR__PRIVATE int concur__future_complete(concur_future *f, void *value, int e
 
 CONCUR_API int concur_future_set_running(concur_future *f) {
     if (!concur__future_ok(f)) return -EINVAL;
-    concur__lock(&f->lock);
-    int rc = 0;
-    if (f->state == CONCUR__F_PENDING) concur__store(&f->state, CONCUR__F_RUNNING, RELAXED);
-    else rc = f->cancelled ? -ECANCELED : -EINVAL;
-    concur__unlock(&f->lock);
-    return rc;
+    /* Lock-free: every submitted task passes here, and only cancel competes. */
+    uint32_t expected = CONCUR__F_PENDING;
+    if (__atomic_compare_exchange_n(&f->state, &expected, CONCUR__F_RUNNING, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_ACQUIRE))
+        return 0;
+    return expected == CONCUR__F_DONE && f->cancelled ? -ECANCELED : -EINVAL;
 }
 
 CONCUR_API int concur_future_set_value(concur_future *f, void *value) {
@@ -1534,6 +1640,747 @@ CONCUR_API int concur_wait_any(concur_future *const *fs, size_t n, double timeou
     if (!it) return -errno;
     int rc = concur_as_completed_next(it, timeout);
     concur_as_completed_destroy(it);
+    return rc;
+}
+
+/* >>pool ---------------------------------------------------------------------------
+   Each worker owns a split deque in the style of Lace (van Dijk & van de Pol, 2014):
+   an array of task records used as a stack by its owner. Records at positions
+   [split, head) are private: the owner pushes and pops them with plain loads and
+   stores, no atomic operation and no fence, which is what makes a spawn cost a few
+   nanoseconds. Records in [tail, split) are shared: thieves take the oldest one by a
+   CAS on the packed (tail, split) word. Thieves that find nothing shared set
+   `movesplit`, and the owner's next spawn makes half of its private records shared;
+   an owner that needs a shared record back moves the split down with a CAS, so a
+   record is taken by exactly one side. A thief runs the record in place, in the
+   owner's array, and marks it done; an owner that joins a stolen record steals from
+   that thief meanwhile (leapfrogging), so it only ever stacks work that its own
+   child produced on top of the waiting frame.
+
+   Work from outside threads (submit, spawns into a foreign group) goes through one
+   injection queue; a worker moves a batch of it onto its deque as shared records, so
+   other workers can still steal a batch that one worker took.
+
+   Idle workers look for work for spin_us, then sleep on the pool's futex word. The
+   sleep/wake protocol: a sleeper reads wake_seq, increments `sleepers`, issues a
+   seq_cst fence and looks for work once more before futex-waiting on that wake_seq;
+   a submitter publishes its task, issues a seq_cst fence, and bumps wake_seq and
+   wakes one sleeper when `sleepers` is nonzero. One of the two always sees the other.
+   Spawns only hint (a relaxed load, no fence): a missed hint costs parallelism, never
+   a task, because the spawner joins its own children. A woken worker that finds work
+   wakes the next one while more is visible: a cascade, not a thundering herd. */
+
+#include <sched.h>
+#include <sys/prctl.h>
+
+enum {
+    CONCUR__REC_SPAWN = 0,   /* ctx = group, joined by position */
+    CONCUR__REC_TRACKED = 1, /* ctx = group, counted in its remote wait group */
+    CONCUR__REC_SUBMIT = 2,  /* ctx = future */
+    CONCUR__REC_KIND = 3
+};
+
+typedef void (*concur__fnptr)(void);
+
+typedef struct concur__rec {
+    concur__fnptr fn;
+    void *arg;
+    uintptr_t ctx;  /* group or future pointer | kind */
+    uint32_t thief; /* 0, or 1 + index of the worker that stole it */
+    uint32_t done;  /* 0; 1 when the thief finished; 2 while the owner sleeps on it */
+} concur__rec;
+
+typedef struct concur__worker concur__worker;
+struct concur__worker {
+    /* Shared with thieves: its own cache line. */
+    uint64_t ts; /* tail in the low half, split in the high half */
+    uint32_t allstolen;
+    uint32_t movesplit;
+    char pad0[64 - 16];
+    /* Owner only. */
+    concur__rec *dq;
+    uint32_t head, split, cap;
+    uint32_t help_depth;
+    concur_pool *pool;
+    int index;
+    uint64_t rng;
+    concur__sched sched;
+    pthread_t tid;
+    int started;
+    char pad1[64];
+};
+
+struct concur_pool {
+    int nworkers;
+    concur__worker *workers;
+    void *workers_mem;
+    /* Injection queue: a ring of records under a lock. */
+    concur_mutex qlock;
+    concur__rec *q;
+    uint32_t qcap, qhead;
+    uint32_t qlen; /* written under qlock, read without it as a hint */
+    uint32_t shut; /* no more submits (written under qlock) */
+    uint32_t stop; /* workers exit once the queue is empty */
+    char pad0[64];
+    uint32_t wake_seq, sleepers, waking;
+    char pad1[64];
+    concur_mutex shutdown_lock;
+    int joined;
+    int64_t spin_ns;
+    char name[16];
+    void (*on_start)(int, void *);
+    void *user;
+};
+
+static CONCUR__TLS concur__worker *concur__cur_worker;
+static CONCUR__TLS int32_t *concur__fail_slot;
+
+#define CONCUR__TS(tail, split) (((uint64_t)(split) << 32) | (uint64_t)(tail))
+#define CONCUR__TS_TAIL(v) ((uint32_t)(v))
+#define CONCUR__TS_SPLIT(v) ((uint32_t)((v) >> 32))
+
+CONCUR__PRIVATE uint32_t concur__rand(concur__worker *w) {
+    /* xorshift64*: victim choice needs speed, not quality */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+/* ---- waking ---- */
+
+CONCUR__PRIVATE void concur__pool_wake(concur_pool *p, int n) {
+    concur__fetch_add(&p->wake_seq, 1, RELEASE);
+    concur__futex_wake(&p->wake_seq, n);
+}
+
+/* After work became visible to others. `fenced` callers have issued the seq_cst
+   fence of the protocol; hints have not and only save parallelism. */
+CONCUR__PRIVATE void concur__pool_notify(concur_pool *p, int fenced) {
+    if (fenced) __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (CONCUR__LIKELY(concur__load(&p->sleepers, RELAXED) == 0)) return;
+    if (!fenced) {
+        /* At most one hint in flight: the woken worker clears `waking`. */
+        uint32_t expected = 0;
+        if (!concur__cas(&p->waking, &expected, 1, RELAXED)) return;
+    }
+    concur__pool_wake(p, 1);
+}
+
+/* ---- running a record ---- */
+
+CONCUR__PRIVATE void concur__group_record_error(concur_group *g, int err) {
+    int32_t expected = 0;
+    concur__cas(&g->concur__error, &expected, err, RELAXED);
+}
+
+CONCUR__PRIVATE void concur__dq_sync_top(concur__worker *w);
+
+/* Runs one task on w. Afterwards it joins whatever the task left on w's deque (a task
+   may spawn into another task's group and return without joining). */
+CONCUR__PRIVATE void concur__run(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
+    uint32_t h0 = w->head;
+    int32_t err = 0;
+    int32_t *saved = concur__fail_slot;
+    concur__fail_slot = &err;
+    unsigned kind = (unsigned)(ctx & CONCUR__REC_KIND);
+    if (kind == CONCUR__REC_SUBMIT) {
+        concur_future *f = (concur_future *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
+        if (concur_future_set_running(f) == 0) {
+            void *value = ((concur_task_fn)fn)(arg);
+            if (err) concur_future_set_error(f, err);
+            else concur_future_set_value(f, value);
+        }
+        concur__fail_slot = saved;
+        concur_future_release(f); /* the pool's reference */
+    } else {
+        concur_group *g = (concur_group *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
+        ((void (*)(void *))fn)(arg);
+        concur__fail_slot = saved;
+        if (err && g) concur__group_record_error(g, err);
+        while (w && w->head > h0) concur__dq_sync_top(w);
+        /* Last: the group's owner may return (and the group vanish) right after. */
+        if (kind == CONCUR__REC_TRACKED) concur_wg_done(&g->concur__remote);
+        return;
+    }
+    while (w && w->head > h0) concur__dq_sync_top(w);
+}
+
+/* ---- the split deque ---- */
+
+/* Owner: makes about half of the private records shared, on a thief's request. */
+CONCUR__PRIVATE void concur__dq_grow_split(concur__worker *w) {
+    concur__store(&w->movesplit, 0, RELAXED);
+    uint32_t h = w->head, s = w->split;
+    if (h <= s) return;
+    uint32_t ns = s + (h - s + 1) / 2;
+    uint64_t old = concur__load(&w->ts, RELAXED);
+    /* Thieves may move tail meanwhile; split is only ever changed by us. */
+    while (!concur__cas(&w->ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), ns), RELEASE)) {}
+    w->split = ns;
+    concur__pool_notify(w->pool, 0);
+}
+
+/* Owner: pushes a record; 0 when the deque is full. */
+CONCUR__PRIVATE int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
+    uint32_t h = w->head;
+    if (CONCUR__UNLIKELY(h == w->cap)) return 0;
+    CONCUR__CHECK(concur__load(&w->allstolen, RELAXED) ||
+                  CONCUR__TS_TAIL(concur__load(&w->ts, RELAXED)) <= h);
+    concur__rec *r = &w->dq[h];
+    r->fn = fn;
+    r->arg = arg;
+    r->ctx = ctx;
+    concur__store(&r->thief, 0, RELAXED);
+    concur__store(&r->done, 0, RELAXED);
+    w->head = h + 1;
+    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED))) {
+        /* Everything below was stolen: restart the shared region here, with this
+           record shared at once since thieves are evidently hungry. No thief CASes
+           while tail == split, so a plain store is safe. */
+        concur__store(&w->ts, CONCUR__TS(h, h + 1), RELEASE);
+        w->split = h + 1;
+        concur__store(&w->movesplit, 0, RELAXED);
+        concur__store(&w->allstolen, 0, RELEASE);
+        concur__pool_notify(w->pool, 0);
+    } else if (CONCUR__UNLIKELY(concur__load(&w->movesplit, RELAXED))) {
+        concur__dq_grow_split(w);
+    }
+    return 1;
+}
+
+/* Owner: tries to take shared records back so that head-1 becomes private.
+   Returns 0 when every shared record has been stolen. */
+CONCUR__PRIVATE int concur__dq_shrink(concur__worker *w) {
+    uint64_t old = concur__load(&w->ts, ACQUIRE);
+    for (;;) {
+        uint32_t tail = CONCUR__TS_TAIL(old), s = CONCUR__TS_SPLIT(old);
+        if (tail >= s) {
+            concur__store(&w->allstolen, 1, RELAXED);
+            return 0;
+        }
+        /* Keep the older half shared; head-1 == s-1 >= the new split. */
+        uint32_t ns = tail + (s - tail) / 2;
+        if (concur__cas(&w->ts, &old, CONCUR__TS(tail, ns), ACQ_REL)) {
+            w->split = ns;
+            return 1;
+        }
+    }
+}
+
+CONCUR__PRIVATE int concur__steal_from(concur__worker *self, concur__worker *v);
+
+/* Owner: waits for a record a thief is running, helping that thief meanwhile. */
+CONCUR__PRIVATE void concur__leapfrog(concur__worker *w, concur__rec *r) {
+    int64_t sleep_after = 0;
+    for (;;) {
+        uint32_t d = concur__load(&r->done, ACQUIRE);
+        if (d == 1) return;
+        uint32_t th = concur__load(&r->thief, RELAXED);
+        if (th && concur__steal_from(w, &w->pool->workers[th - 1])) {
+            sleep_after = 0;
+            continue;
+        }
+        if (sleep_after == 0) {
+            sleep_after = concur__now_ns() + w->pool->spin_ns;
+        } else if (concur__now_ns() >= sleep_after) {
+            /* The thief runs something long with nothing to share: sleep until it
+               is done instead of burning the core. */
+            uint32_t expected = 0;
+            if (concur__cas(&r->done, &expected, 2, ACQUIRE) || expected == 2)
+                concur__futex_wait(&r->done, 2, concur__now_ns() + 10 * 1000000LL);
+            continue;
+        }
+        concur__cpu_relax();
+    }
+}
+
+/* Owner: makes sure the top record has run, running it here when it was not stolen. */
+CONCUR__PRIVATE void concur__dq_sync_top(concur__worker *w) {
+    uint32_t t = w->head - 1;
+    concur__rec *r = &w->dq[t];
+    if (CONCUR__LIKELY(t >= w->split) ||
+        (!concur__load(&w->allstolen, RELAXED) && concur__dq_shrink(w))) {
+        concur__fnptr fn = r->fn;
+        void *arg = r->arg;
+        uintptr_t ctx = r->ctx;
+        w->head = t; /* the task may push at t again */
+        concur__run(w, fn, arg, ctx);
+        return;
+    }
+    concur__leapfrog(w, r);
+    w->head = t;
+    /* Tasks stolen back during the leapfrog pushed at t+1 and may have restarted the
+       shared region there, leaving tail above head. Every record below a stolen one
+       was stolen too, so say so: the next sync takes the stolen path and the next
+       push restarts the shared region at the right place. Invariant kept: when
+       allstolen is clear, tail <= split <= head. */
+    concur__store(&w->allstolen, 1, RELAXED);
+}
+
+/* Thief: takes the oldest shared record of v and runs it. 1 when it ran one. */
+CONCUR__PRIVATE int concur__steal_from(concur__worker *self, concur__worker *v) {
+    if (v == self || concur__load(&v->allstolen, ACQUIRE)) return 0;
+    uint64_t old = concur__load(&v->ts, ACQUIRE);
+    uint32_t tail = CONCUR__TS_TAIL(old), s = CONCUR__TS_SPLIT(old);
+    if (tail >= s) {
+        if (!concur__load(&v->movesplit, RELAXED)) concur__store(&v->movesplit, 1, RELAXED);
+        return 0;
+    }
+    if (!concur__cas(&v->ts, &old, CONCUR__TS(tail + 1, s), ACQ_REL)) return 0;
+    concur__rec *r = &v->dq[tail];
+    concur__fnptr fn = r->fn;
+    void *arg = r->arg;
+    uintptr_t ctx = r->ctx;
+    concur__store(&r->thief, (uint32_t)self->index + 1, RELAXED);
+    concur__run(self, fn, arg, ctx);
+    if (concur__xchg(&r->done, 1, RELEASE) == 2) concur__futex_wake(&r->done, 1);
+    return 1;
+}
+
+/* ---- injection queue ---- */
+
+CONCUR__PRIVATE int concur__inject(concur_pool *p, concur__fnptr fn, void *arg, uintptr_t ctx) {
+    concur__lock(&p->qlock);
+    if (p->shut) {
+        concur__unlock(&p->qlock);
+        return CONCUR_ESHUTDOWN;
+    }
+    if (p->qlen == p->qcap) {
+        uint32_t ncap = p->qcap ? p->qcap * 2 : 1024;
+        concur__rec *nq = (concur__rec *)CONCUR_MALLOC(ncap * sizeof *nq);
+        if (!nq) {
+            concur__unlock(&p->qlock);
+            return -ENOMEM;
+        }
+        for (uint32_t i = 0; i < p->qlen; i++) nq[i] = p->q[(p->qhead + i) % p->qcap];
+        CONCUR_FREE(p->q);
+        p->q = nq;
+        p->qcap = ncap;
+        p->qhead = 0;
+    }
+    concur__rec *r = &p->q[(p->qhead + p->qlen) % p->qcap];
+    r->fn = fn;
+    r->arg = arg;
+    r->ctx = ctx;
+    concur__store(&p->qlen, p->qlen + 1, RELAXED);
+    concur__unlock(&p->qlock);
+    concur__pool_notify(p, 1);
+    return 0;
+}
+
+/* Worker: moves a batch from the injection queue onto its deque, shared, and runs
+   it. A batch amortises the lock for tiny tasks; sharing it keeps the rest stealable
+   when one of them blocks. 1 when it ran anything. */
+CONCUR__PRIVATE int concur__take_injected(concur__worker *w) {
+    concur_pool *p = w->pool;
+    if (concur__load(&p->qlen, RELAXED) == 0) return 0;
+    concur__rec batch[32];
+    uint32_t n = 0;
+    concur__lock(&p->qlock);
+    uint32_t want = p->qlen / (2u * (uint32_t)p->nworkers);
+    if (want < 1) want = 1;
+    if (want > 32) want = 32;
+    while (n < want && p->qlen > 0) {
+        batch[n++] = p->q[p->qhead];
+        p->qhead = (p->qhead + 1) % p->qcap;
+        concur__store(&p->qlen, p->qlen - 1, RELAXED);
+    }
+    int more = p->qlen > 0;
+    concur__unlock(&p->qlock);
+    if (n == 0) return 0;
+    if (more) concur__pool_notify(p, 0); /* cascade */
+    uint32_t h0 = w->head;
+    /* Pushed newest first so that the owner, popping from the top, runs them in
+       submission order while thieves take from the other end. */
+    for (uint32_t i = n; i-- > 0;) {
+        if (!concur__dq_push(w, batch[i].fn, batch[i].arg, batch[i].ctx))
+            concur__run(w, batch[i].fn, batch[i].arg, batch[i].ctx);
+    }
+    if (w->head > h0 + 1 && w->split < w->head && !concur__load(&w->allstolen, RELAXED)) {
+        /* Share the whole batch: these are independent tasks, and a slow one must
+           not hold the others back. Any record may be shared; sync handles it. */
+        uint64_t old = concur__load(&w->ts, RELAXED);
+        while (!concur__cas(&w->ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), w->head), RELEASE)) {}
+        w->split = w->head;
+        concur__pool_notify(p, 0);
+    }
+    while (w->head > h0) concur__dq_sync_top(w);
+    return 1;
+}
+
+/* ---- finding work, helping, sleeping ---- */
+
+CONCUR__PRIVATE int concur__steal_any(concur__worker *w) {
+    concur_pool *p = w->pool;
+    int n = p->nworkers;
+    if (n < 2) return 0;
+    uint32_t start = concur__rand(w) % (uint32_t)n;
+    for (int i = 0; i < n; i++) {
+        concur__worker *v = &p->workers[(start + (uint32_t)i) % (uint32_t)n];
+        if (concur__steal_from(w, v)) return 1;
+    }
+    return 0;
+}
+
+CONCUR__PRIVATE int concur__find_work(concur__worker *w) {
+    return concur__take_injected(w) || concur__steal_any(w);
+}
+
+CONCUR__PRIVATE int concur__work_visible(concur_pool *p) {
+    if (concur__load(&p->qlen, RELAXED) > 0) return 1;
+    for (int i = 0; i < p->nworkers; i++) {
+        concur__worker *v = &p->workers[i];
+        uint64_t ts = concur__load(&v->ts, RELAXED);
+        if (!concur__load(&v->allstolen, RELAXED) && CONCUR__TS_TAIL(ts) < CONCUR__TS_SPLIT(ts))
+            return 1;
+    }
+    return 0;
+}
+
+/* The waiter seam for workers: a task that blocks on a future or a primitive runs
+   other tasks meanwhile (bounded nesting, so the stack stays bounded), then sleeps
+   on the waiter's futex word like a plain thread. */
+#define CONCUR__HELP_DEPTH 16
+
+CONCUR__PRIVATE int concur__worker_park(concur__sched *self, concur__waiter *wt, int64_t deadline) {
+    concur__worker *w = (concur__worker *)((char *)self - offsetof(concur__worker, sched));
+    int64_t give_up = 0;
+    for (;;) {
+        uint32_t s = concur__load(&wt->state, ACQUIRE);
+        if (s == CONCUR__W_NOTIFIED) return 0;
+        if (s != CONCUR__W_WAITING) break; /* claimed: the hand-off is imminent */
+        if (deadline != CONCUR__NEVER && concur__now_ns() >= deadline) break;
+        if (w->help_depth < CONCUR__HELP_DEPTH) {
+            w->help_depth++;
+            int ran = concur__find_work(w);
+            w->help_depth--;
+            if (ran) { give_up = 0; continue; }
+        }
+        if (give_up == 0) give_up = concur__now_ns() + w->pool->spin_ns;
+        else if (concur__now_ns() >= give_up) break;
+        concur__cpu_relax();
+    }
+    return concur__thread_park(wt, deadline);
+}
+
+CONCUR__PRIVATE void concur__worker_sleep(concur__worker *w) {
+    concur_pool *p = w->pool;
+    uint32_t seq = concur__load(&p->wake_seq, ACQUIRE);
+    concur__fetch_add(&p->sleepers, 1, SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!concur__work_visible(p) && !concur__load(&p->stop, ACQUIRE))
+        concur__futex_wait(&p->wake_seq, seq, CONCUR__NEVER);
+    concur__fetch_add(&p->sleepers, (uint32_t)-1, SEQ_CST);
+    concur__store(&p->waking, 0, RELAXED);
+}
+
+CONCUR__PRIVATE void *concur__worker_main(void *arg) {
+    concur__worker *w = (concur__worker *)arg;
+    concur_pool *p = w->pool;
+    char name[16];
+    snprintf(name, sizeof name, "%.10s-%d", p->name, w->index);
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+    concur__cur_worker = w;
+    concur__cur_sched = &w->sched;
+    concur__cur_task = w;
+    if (p->on_start) p->on_start(w->index, p->user);
+    for (;;) {
+        if (concur__find_work(w)) continue;
+        int64_t until = concur__now_ns() + p->spin_ns;
+        int found = 0;
+        while (concur__now_ns() < until) {
+            if (concur__find_work(w)) { found = 1; break; }
+            for (int i = 0; i < 32; i++) concur__cpu_relax();
+        }
+        if (found) continue;
+        if (concur__load(&p->stop, ACQUIRE) && concur__load(&p->qlen, ACQUIRE) == 0) break;
+        concur__worker_sleep(w);
+    }
+    concur__cur_worker = NULL;
+    concur__cur_sched = NULL;
+    concur__cur_task = NULL;
+    return NULL;
+}
+
+/* ---- public ---- */
+
+CONCUR__PRIVATE int concur__online_cpus(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 4096 ? 4096 : (int)n;
+}
+
+CONCUR__PRIVATE void concur__pool_join(concur_pool *p) {
+    for (int i = 0; i < p->nworkers; i++)
+        if (p->workers[i].started) pthread_join(p->workers[i].tid, NULL);
+}
+
+CONCUR__PRIVATE void concur__pool_free(concur_pool *p) {
+    for (int i = 0; i < p->nworkers; i++) CONCUR_FREE(p->workers[i].dq);
+    CONCUR_FREE(p->workers_mem);
+    CONCUR_FREE(p->q);
+    CONCUR_FREE(p);
+}
+
+CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
+    concur_pool_desc d;
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    if (d.threads < 0 || d.threads > 4096 || d.deque_size < 0) { errno = EINVAL; return NULL; }
+    int n = d.threads ? d.threads : concur__online_cpus();
+    uint32_t cap = d.deque_size ? (uint32_t)d.deque_size : 8192;
+    concur_pool *p = (concur_pool *)CONCUR_MALLOC(sizeof *p);
+    if (!p) { errno = ENOMEM; return NULL; }
+    memset(p, 0, sizeof *p);
+    p->nworkers = n;
+    p->spin_ns = d.spin_us < 0 ? 0 : (int64_t)(d.spin_us ? d.spin_us : 50) * 1000;
+    snprintf(p->name, sizeof p->name, "%s", d.name ? d.name : "concur");
+    p->on_start = d.on_start;
+    p->user = d.user;
+    /* Workers on their own cache lines: thieves hammer each other's `ts`. */
+    p->workers_mem = CONCUR_MALLOC((size_t)n * sizeof(concur__worker) + 64);
+    if (!p->workers_mem) { CONCUR_FREE(p); errno = ENOMEM; return NULL; }
+    p->workers = (concur__worker *)(((uintptr_t)p->workers_mem + 63) & ~(uintptr_t)63);
+    memset(p->workers, 0, (size_t)n * sizeof(concur__worker));
+    for (int i = 0; i < n; i++) {
+        concur__worker *w = &p->workers[i];
+        w->pool = p;
+        w->index = i;
+        w->cap = cap;
+        w->allstolen = 1; /* so the first spawn is shared at once */
+        w->rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
+        w->sched.park = concur__worker_park;
+        w->sched.unpark = NULL; /* waiters on a worker are woken by futex address */
+        w->dq = (concur__rec *)CONCUR_MALLOC(cap * sizeof(concur__rec));
+        if (!w->dq) { concur__pool_free(p); errno = ENOMEM; return NULL; }
+    }
+    for (int i = 0; i < n; i++) {
+        int rc = pthread_create(&p->workers[i].tid, NULL, concur__worker_main, &p->workers[i]);
+        if (rc != 0) {
+            concur__store(&p->stop, 1, RELEASE);
+            concur__pool_wake(p, INT_MAX);
+            concur__pool_join(p);
+            concur__pool_free(p);
+            errno = rc;
+            return NULL;
+        }
+        p->workers[i].started = 1;
+    }
+    return p;
+}
+
+CONCUR_API concur_future *concur_pool_submit(concur_pool *pool, concur_task_fn fn, void *arg) {
+    if (!pool || !fn) { errno = EINVAL; return NULL; }
+    concur_future *f = concur_future_create();
+    if (!f) return NULL;
+    f->refs = 2; /* the caller's and the pool's; nobody else has seen f yet */
+    int rc = concur__inject(pool, (concur__fnptr)fn, arg, (uintptr_t)f | CONCUR__REC_SUBMIT);
+    if (rc) {
+        concur_future_set_error(f, rc);
+        concur_future_release(f);
+    }
+    return f;
+}
+
+CONCUR__PRIVATE int concur__is_own_worker(concur_pool *pool) {
+    return concur__cur_worker && concur__cur_worker->pool == pool;
+}
+
+CONCUR_API int concur_pool_shutdown(concur_pool *pool, int cancel_pending) {
+    if (!pool) return -EINVAL;
+    if (concur__is_own_worker(pool)) return -EDEADLK;
+    concur__lock(&pool->shutdown_lock);
+    concur__lock(&pool->qlock);
+    pool->shut = 1;
+    concur__rec *cancelled = NULL;
+    uint32_t ncancelled = 0;
+    if (cancel_pending && pool->qlen > 0) {
+        /* Taken out under the lock, completed outside it: completions run callbacks. */
+        cancelled = (concur__rec *)CONCUR_MALLOC(pool->qlen * sizeof *cancelled);
+        if (cancelled) {
+            while (pool->qlen > 0) {
+                cancelled[ncancelled++] = pool->q[pool->qhead];
+                pool->qhead = (pool->qhead + 1) % pool->qcap;
+                concur__store(&pool->qlen, pool->qlen - 1, RELAXED);
+            }
+        }
+    }
+    concur__unlock(&pool->qlock);
+    for (uint32_t i = 0; i < ncancelled; i++) {
+        uintptr_t ctx = cancelled[i].ctx;
+        void *obj = (void *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
+        if ((ctx & CONCUR__REC_KIND) == CONCUR__REC_SUBMIT) {
+            concur_future_cancel((concur_future *)obj);
+            concur_future_release((concur_future *)obj);
+        } else {
+            concur_group *g = (concur_group *)obj;
+            concur__group_record_error(g, -ECANCELED);
+            concur_wg_done(&g->concur__remote);
+        }
+    }
+    CONCUR_FREE(cancelled);
+    if (!pool->joined) {
+        concur__store(&pool->stop, 1, RELEASE);
+        concur__pool_wake(pool, INT_MAX);
+        concur__pool_join(pool);
+        pool->joined = 1;
+    }
+    concur__unlock(&pool->shutdown_lock);
+    return 0;
+}
+
+CONCUR_API int concur_pool_destroy(concur_pool *pool) {
+    if (!pool) return -EINVAL;
+    if (concur__is_own_worker(pool)) {
+        CONCUR__CHECK(!"concur_pool_destroy: called from one of the pool's own workers");
+        return -EDEADLK;
+    }
+    int rc = concur_pool_shutdown(pool, 0);
+    if (rc) return rc;
+    concur__pool_free(pool);
+    return 0;
+}
+
+CONCUR_API int concur_pool_threads(concur_pool *pool) { return pool ? pool->nworkers : -EINVAL; }
+
+CONCUR_API concur_pool *concur_pool_current(void) {
+    return concur__cur_worker ? concur__cur_worker->pool : NULL;
+}
+
+CONCUR_API int concur_worker_index(void) {
+    return concur__cur_worker ? concur__cur_worker->index : -1;
+}
+
+CONCUR_API int concur_task_fail(int err) {
+    if (!concur__fail_slot || err >= 0) return -EINVAL;
+    if (*concur__fail_slot == 0) *concur__fail_slot = err;
+    return 0;
+}
+
+CONCUR_API int concur_group_init(concur_group *g, concur_pool *pool) {
+    if (!g) return -EINVAL;
+    concur__worker *w = concur__cur_worker;
+    if (!pool) pool = w ? w->pool : NULL;
+    if (!pool) return -EINVAL;
+    memset(g, 0, sizeof *g);
+    g->concur__pool = pool;
+    if (w && w->pool == pool) {
+        g->concur__worker = w;
+        g->concur__base = w->head;
+    }
+    return 0;
+}
+
+CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
+    if (!g || !fn) return -EINVAL;
+    concur__worker *w = concur__cur_worker;
+    if (CONCUR__LIKELY(w && w == g->concur__worker)) {
+        if (CONCUR__LIKELY(concur__dq_push(w, (concur__fnptr)fn, arg, (uintptr_t)g))) return 0;
+        concur__run(w, (concur__fnptr)fn, arg, (uintptr_t)g); /* deque full: run inline */
+        return 0;
+    }
+    if (!g->concur__pool) return -EINVAL;
+    concur_wg_add(&g->concur__remote, 1);
+    uintptr_t ctx = (uintptr_t)g | CONCUR__REC_TRACKED;
+    if (w && w->pool == g->concur__pool) {
+        if (!concur__dq_push(w, (concur__fnptr)fn, arg, ctx)) concur__run(w, (concur__fnptr)fn, arg, ctx);
+        return 0;
+    }
+    int rc = concur__inject(g->concur__pool, (concur__fnptr)fn, arg, ctx);
+    if (rc) concur_wg_done(&g->concur__remote);
+    return rc;
+}
+
+CONCUR_API int concur_group_wait(concur_group *g) {
+    if (!g) return -EINVAL;
+    concur__worker *w = concur__cur_worker;
+    if (g->concur__worker) {
+        if (w != g->concur__worker) {
+            CONCUR__CHECK(!"concur_group_wait: not the worker that initialised the group");
+            return -EPERM;
+        }
+        while (w->head > g->concur__base) concur__dq_sync_top(w);
+    }
+    int rc = concur_wg_wait(&g->concur__remote, CONCUR_FOREVER);
+    if (rc) return rc;
+    int32_t err = concur__load(&g->concur__error, RELAXED);
+    g->concur__error = 0;
+    return err;
+}
+
+/* ---- parallel for: recursive halving, so thieves take the biggest halves ---- */
+
+typedef struct concur__pfor {
+    void (*body)(int64_t, int64_t, void *);
+    void *ctx;
+    int64_t grain;
+} concur__pfor;
+
+typedef struct concur__pfor_range {
+    const concur__pfor *pf;
+    int64_t lo, hi;
+} concur__pfor_range;
+
+CONCUR__PRIVATE void concur__pfor_run(void *arg) {
+    concur__pfor_range *r = (concur__pfor_range *)arg;
+    const concur__pfor *pf = r->pf;
+    int64_t lo = r->lo, hi = r->hi;
+    concur_group g;
+    concur_group_init(&g, NULL);
+    concur__pfor_range kids[64];
+    int nk = 0;
+    while (hi - lo > pf->grain && nk < 64) {
+        int64_t mid = lo + (hi - lo) / 2;
+        kids[nk].pf = pf;
+        kids[nk].lo = mid;
+        kids[nk].hi = hi;
+        concur_spawn(&g, concur__pfor_run, &kids[nk]);
+        nk++;
+        hi = mid;
+    }
+    pf->body(lo, hi, pf->ctx);
+    int err = concur_group_wait(&g);
+    if (err) concur_task_fail(err);
+}
+
+CONCUR__PRIVATE void *concur__pfor_root(void *arg) {
+    concur__pfor_range *r = (concur__pfor_range *)arg;
+    concur_group g;
+    concur_group_init(&g, NULL);
+    concur_spawn(&g, concur__pfor_run, r);
+    int err = concur_group_wait(&g);
+    if (err) concur_task_fail(err);
+    return NULL;
+}
+
+CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end, int64_t grain,
+                                   void (*body)(int64_t lo, int64_t hi, void *ctx), void *ctx) {
+    concur__worker *w = concur__cur_worker;
+    if (!pool) pool = w ? w->pool : NULL;
+    if (!pool || !body || grain < 0 || begin > end) return -EINVAL;
+    if (begin == end) return 0;
+    concur__pfor pf;
+    pf.body = body;
+    pf.ctx = ctx;
+    pf.grain = grain ? grain : (end - begin) / ((int64_t)pool->nworkers * 8);
+    if (pf.grain < 1) pf.grain = 1;
+    concur__pfor_range root;
+    root.pf = &pf;
+    root.lo = begin;
+    root.hi = end;
+    if (w && w->pool == pool) {
+        /* Inside the pool: run the root here, as part of the calling task. */
+        concur_group g;
+        concur_group_init(&g, pool);
+        concur_spawn(&g, concur__pfor_run, &root);
+        return concur_group_wait(&g);
+    }
+    concur_future *f = concur_pool_submit(pool, concur__pfor_root, &root);
+    if (!f) return -errno;
+    int rc = concur_future_result(f, CONCUR_FOREVER, NULL);
+    concur_future_release(f);
     return rc;
 }
 
