@@ -1406,7 +1406,7 @@ CONCUR__PRIVATE int concur__future_is_done(concur_future *f) {
 CONCUR__PRIVATE int concur__future_wait_deadline(concur_future *f, int64_t deadline) {
     if (concur__future_is_done(f)) return 0;
     concur__lock(&f->lock);
-    if (f->state == CONCUR__F_DONE) { concur__unlock(&f->lock); return 0; }
+    if (concur__future_is_done(f)) { concur__unlock(&f->lock); return 0; }
     if (deadline != CONCUR__NEVER && concur__now_ns() >= deadline) {
         concur__unlock(&f->lock);
         return -ETIMEDOUT;
@@ -1464,7 +1464,7 @@ CONCUR_API const void *concur_future_bytes(concur_future *f, size_t *len) {
 CONCUR__PRIVATE int concur__future_add_callback(concur_future *f, concur__fcb *node) {
     node->next = NULL;
     concur__lock(&f->lock);
-    if (f->state != CONCUR__F_DONE) {
+    if (!concur__future_is_done(f)) {
         if (f->cb_tail) f->cb_tail->next = node; else f->cb_head = node;
         f->cb_tail = node;
         concur__unlock(&f->lock);

@@ -1,0 +1,468 @@
+/* Thread pool: fork-join correctness at several thread counts, submit from many
+   threads, futures and errors, cancel, shutdown, misuse, helping waits, idle sleep. */
+#include "test.h"
+
+#include <time.h>
+
+/* ---- fork-join fib ---- */
+
+typedef struct fib_arg { int n; long result; } fib_arg;
+
+static long fib_plain(int n) { return n < 2 ? n : fib_plain(n - 1) + fib_plain(n - 2); }
+
+static void fib_task(void *p) {
+    fib_arg *a = (fib_arg *)p;
+    if (a->n < 2) { a->result = a->n; return; }
+    fib_arg x = {a->n - 1, 0}, y = {a->n - 2, 0};
+    concur_group g;
+    CHECK_EQ(concur_group_init(&g, NULL), 0);
+    CHECK_EQ(concur_spawn(&g, fib_task, &x), 0);
+    fib_task(&y);
+    CHECK_EQ(concur_group_wait(&g), 0);
+    a->result = x.result + y.result;
+}
+
+static void *fib_root(void *p) {
+    fib_task(p);
+    return p;
+}
+
+static void fib_with(int threads, int deque_size) {
+    concur_pool_desc d;
+    memset(&d, 0, sizeof d);
+    d.threads = threads;
+    d.deque_size = deque_size;
+    concur_pool *pool = concur_pool_create(&d);
+    REQUIRE(pool);
+    CHECK_EQ(concur_pool_threads(pool), threads);
+    int n = getenv("CONCUR_TEST_QUICK") ? 20 : 25;
+    for (int round = 0; round < 3; round++) {
+        fib_arg a = {n, 0};
+        concur_future *f = concur_pool_submit(pool, fib_root, &a);
+        REQUIRE(f);
+        void *v = NULL;
+        CHECK_EQ(concur_future_result(f, CONCUR_FOREVER, &v), 0);
+        CHECK(v == &a);
+        CHECK_EQ(a.result, fib_plain(n));
+        CHECK_EQ(concur_future_release(f), 0);
+    }
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+static void test_fib_1_thread(void) { fib_with(1, 0); }
+static void test_fib_2_threads(void) { fib_with(2, 0); }
+static void test_fib_8_threads(void) { fib_with(8, 0); } /* oversubscribed */
+static void test_fib_tiny_deque(void) { fib_with(3, 4); } /* full deque: spawns run inline */
+
+/* ---- submit from many threads ---- */
+
+typedef struct submit_ctx { concur_pool *pool; long per_thread; long bad; } submit_ctx;
+
+static void *times_two(void *arg) { return (void *)((intptr_t)arg * 2); }
+
+static void *submitter(void *arg) {
+    submit_ctx *c = (submit_ctx *)arg;
+    enum { WINDOW = 64 };
+    concur_future *fs[WINDOW];
+    for (long base = 0; base < c->per_thread; base += WINDOW) {
+        int n = (int)(c->per_thread - base < WINDOW ? c->per_thread - base : WINDOW);
+        for (int i = 0; i < n; i++) {
+            fs[i] = concur_pool_submit(c->pool, times_two, (void *)(intptr_t)(base + i));
+            REQUIRE(fs[i]);
+        }
+        CHECK_EQ(concur_wait_all(fs, (size_t)n, CONCUR_FOREVER), 0);
+        for (int i = 0; i < n; i++) {
+            if ((intptr_t)concur_future_value(fs[i]) != 2 * (base + i))
+                __atomic_add_fetch(&c->bad, 1, __ATOMIC_RELAXED);
+            concur_future_release(fs[i]);
+        }
+    }
+    return NULL;
+}
+
+static void test_submit_many_threads(void) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 2});
+    REQUIRE(pool);
+    submit_ctx c = {pool, test_scale(20000), 0};
+    test_threads ts;
+    test_threads_start(&ts, 4, submitter, &c);
+    test_threads_join(&ts);
+    CHECK_EQ(c.bad, 0);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+/* ---- errors, queries ---- */
+
+static void *failing_task(void *arg) {
+    (void)arg;
+    CHECK_EQ(concur_task_fail(-EIO), 0);
+    CHECK_EQ(concur_task_fail(-EPERM), 0); /* the first error wins */
+    return (void *)1;
+}
+
+static void *report_worker(void *arg) {
+    concur_pool *expect = (concur_pool *)arg;
+    CHECK(concur_pool_current() == expect);
+    int idx = concur_worker_index();
+    CHECK(idx >= 0 && idx < concur_pool_threads(expect));
+#ifndef CONCUR_DEBUG /* a debug build asserts on this misuse instead */
+    CHECK_EQ(concur_pool_destroy(expect), -EDEADLK);
+#endif
+    CHECK_EQ(concur_pool_shutdown(expect, 0), -EDEADLK);
+    return (void *)(intptr_t)(idx + 100);
+}
+
+static int started_hook_calls;
+static void on_start_hook(int worker, void *user) {
+    CHECK(user == &started_hook_calls);
+    CHECK(worker >= 0 && worker < 3);
+    __atomic_add_fetch(&started_hook_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_errors_and_queries(void) {
+    errno = 0;
+    CHECK(concur_pool_create(&(concur_pool_desc){.threads = -1}) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    CHECK(concur_pool_submit(NULL, times_two, NULL) == NULL);
+    CHECK_EQ(concur_pool_shutdown(NULL, 0), -EINVAL);
+    CHECK_EQ(concur_pool_destroy(NULL), -EINVAL);
+    CHECK_EQ(concur_pool_threads(NULL), -EINVAL);
+    CHECK(concur_pool_current() == NULL);
+    CHECK_EQ(concur_worker_index(), -1);
+    CHECK_EQ(concur_task_fail(-EIO), -EINVAL); /* not in a task */
+    concur_group g;
+    CHECK_EQ(concur_group_init(&g, NULL), -EINVAL); /* no pool outside a worker */
+
+    started_hook_calls = 0;
+    concur_pool_desc d;
+    memset(&d, 0, sizeof d);
+    d.threads = 3;
+    d.on_start = on_start_hook;
+    d.user = &started_hook_calls;
+    d.name = "testpool";
+    concur_pool *pool = concur_pool_create(&d);
+    REQUIRE(pool);
+    CHECK(concur_pool_submit(pool, NULL, NULL) == NULL);
+    concur_future *f = concur_pool_submit(pool, failing_task, NULL);
+    REQUIRE(f);
+    void *v = (void *)7;
+    CHECK_EQ(concur_future_result(f, CONCUR_FOREVER, &v), -EIO);
+    CHECK(concur_future_value(f) == NULL);
+    concur_future_release(f);
+    f = concur_pool_submit(pool, report_worker, pool);
+    REQUIRE(f);
+    CHECK_EQ(concur_future_result(f, CONCUR_FOREVER, &v), 0);
+    CHECK((intptr_t)v >= 100 && (intptr_t)v < 103);
+    concur_future_release(f);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+    CHECK_EQ(started_hook_calls, 3);
+}
+
+/* ---- cancel and shutdown ---- */
+
+/* Holds the pool's only worker. It blocks on a concur_mutex, which blocks the thread
+   itself: a context-aware wait (event, future ...) would let the worker run the
+   queued tasks meanwhile, which is what helping is for, but not what these tests
+   need. */
+typedef struct block_ctx { concur_event started; concur_mutex hold; long ran; } block_ctx;
+
+static void *blocker(void *arg) {
+    block_ctx *c = (block_ctx *)arg;
+    concur_event_set(&c->started);
+    concur_mutex_lock(&c->hold);
+    concur_mutex_unlock(&c->hold);
+    return NULL;
+}
+
+static void *count_run(void *arg) {
+    __atomic_add_fetch(&((block_ctx *)arg)->ran, 1, __ATOMIC_SEQ_CST);
+    return arg;
+}
+
+/* One worker held by a blocker; everything submitted after it is queued. */
+static concur_pool *pool_with_blocked_worker(block_ctx *c, concur_future **blocked) {
+    memset(c, 0, sizeof *c);
+    concur_mutex_lock(&c->hold);
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 1});
+    REQUIRE(pool);
+    *blocked = concur_pool_submit(pool, blocker, c);
+    REQUIRE(*blocked);
+    CHECK_EQ(concur_event_wait(&c->started, CONCUR_FOREVER), 0);
+    return pool;
+}
+
+static void test_cancel_before_start(void) {
+    block_ctx c;
+    concur_future *blocked, *fs[10];
+    concur_pool *pool = pool_with_blocked_worker(&c, &blocked);
+    CHECK_EQ(concur_future_cancel(blocked), -EBUSY); /* running: not cancellable */
+    for (int i = 0; i < 10; i++) REQUIRE((fs[i] = concur_pool_submit(pool, count_run, &c)));
+    for (int i = 0; i < 10; i += 2) CHECK_EQ(concur_future_cancel(fs[i]), 0);
+    concur_mutex_unlock(&c.hold);
+    CHECK_EQ(concur_wait_all(fs, 10, CONCUR_FOREVER), 0);
+    for (int i = 0; i < 10; i++) {
+        CHECK_EQ(concur_future_cancelled(fs[i]), i % 2 == 0);
+        CHECK_EQ(concur_future_error(fs[i]), i % 2 == 0 ? -ECANCELED : 0);
+        concur_future_release(fs[i]);
+    }
+    CHECK_EQ(c.ran, 5);
+    concur_future_release(blocked);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+/* Releases the blocked worker. With cancel_pending, only once shutdown has cancelled
+   the queue (the last queued future is then done), so the outcome never depends on
+   timing; without it, every order gives the same outcome. */
+typedef struct releaser { block_ctx *c; concur_future *last_queued; } releaser;
+
+static void *release_blocker(void *arg) {
+    releaser *r = (releaser *)arg;
+    if (r->last_queued) CHECK_EQ(concur_future_wait(r->last_queued, CONCUR_FOREVER), 0);
+    concur_mutex_unlock(&r->c->hold);
+    return NULL;
+}
+
+static void shutdown_case(int cancel_pending) {
+    block_ctx c;
+    concur_future *blocked, *fs[20];
+    concur_pool *pool = pool_with_blocked_worker(&c, &blocked);
+    for (int i = 0; i < 20; i++) REQUIRE((fs[i] = concur_pool_submit(pool, count_run, &c)));
+    releaser r = {&c, cancel_pending ? fs[19] : NULL};
+    concur_thread *t = concur_thread_create(release_blocker, &r);
+    REQUIRE(t);
+    CHECK_EQ(concur_pool_shutdown(pool, cancel_pending), 0);
+    CHECK_EQ(concur_pool_shutdown(pool, cancel_pending), 0); /* idempotent */
+    CHECK_EQ(concur_thread_join(t, NULL), 0);
+    CHECK_EQ(concur_future_done(blocked), 1); /* running work always finishes */
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(concur_future_done(fs[i]), 1);
+        CHECK_EQ(concur_future_cancelled(fs[i]), cancel_pending ? 1 : 0);
+        concur_future_release(fs[i]);
+    }
+    CHECK_EQ(c.ran, cancel_pending ? 0 : 20);
+    concur_future *late = concur_pool_submit(pool, count_run, &c);
+    REQUIRE(late);
+    CHECK_EQ(concur_future_result(late, 0, NULL), CONCUR_ESHUTDOWN);
+    concur_future_release(late);
+    concur_future_release(blocked);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+static void test_shutdown_runs_pending(void) { shutdown_case(0); }
+static void test_shutdown_cancels_pending(void) { shutdown_case(1); }
+
+static void test_destroy_with_queued_tasks(void) {
+    block_ctx c;
+    concur_future *blocked;
+    concur_pool *pool = pool_with_blocked_worker(&c, &blocked);
+    for (int i = 0; i < 100; i++) {
+        concur_future *f = concur_pool_submit(pool, count_run, &c);
+        REQUIRE(f);
+        concur_future_release(f); /* fire and forget */
+    }
+    releaser r = {&c, NULL};
+    concur_thread *t = concur_thread_create(release_blocker, &r);
+    REQUIRE(t);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+    CHECK_EQ(c.ran, 100);
+    CHECK_EQ(concur_thread_join(t, NULL), 0);
+    concur_future_release(blocked);
+}
+
+/* ---- waiting inside tasks ---- */
+
+static void *inner_value(void *arg) { return arg; }
+
+/* On a one-thread pool a task that waits on another task of the same pool would
+   deadlock with a plain blocking wait; the worker must run the inner task itself. */
+static void *outer_waits_inner(void *arg) {
+    concur_pool *pool = (concur_pool *)arg;
+    concur_future *inner = concur_pool_submit(pool, inner_value, (void *)(intptr_t)42);
+    REQUIRE(inner);
+    void *v = NULL;
+    CHECK_EQ(concur_future_result(inner, CONCUR_FOREVER, &v), 0);
+    concur_future_release(inner);
+    return v;
+}
+
+static void test_wait_inside_task_helps(void) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 1});
+    REQUIRE(pool);
+    concur_future *f = concur_pool_submit(pool, outer_waits_inner, pool);
+    REQUIRE(f);
+    void *v = NULL;
+    CHECK_EQ(concur_future_result(f, 30.0, &v), 0);
+    CHECK_EQ((intptr_t)v, 42);
+    concur_future_release(f);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+/* ---- groups from outside and across tasks ---- */
+
+typedef struct sum_ctx { long total; concur_group *parent; } sum_ctx;
+
+static void add_one(void *arg) { __atomic_add_fetch(&((sum_ctx *)arg)->total, 1, __ATOMIC_RELAXED); }
+
+static void fail_child(void *arg) {
+    (void)arg;
+    concur_task_fail(-ENOENT);
+}
+
+/* A child that spawns more children into its parent's group. */
+static void spawn_into_parent(void *arg) {
+    sum_ctx *c = (sum_ctx *)arg;
+    for (int i = 0; i < 10; i++) CHECK_EQ(concur_spawn(c->parent, add_one, c), 0);
+}
+
+static void *group_in_task(void *arg) {
+    sum_ctx *c = (sum_ctx *)arg;
+    concur_group g;
+    concur_group_init(&g, NULL);
+    c->parent = &g;
+    for (int i = 0; i < 20; i++) concur_spawn(&g, spawn_into_parent, c);
+    CHECK_EQ(concur_group_wait(&g), 0);
+    CHECK_EQ(c->total, 200);
+    concur_spawn(&g, add_one, c);
+    concur_spawn(&g, fail_child, c);
+    CHECK_EQ(concur_group_wait(&g), -ENOENT); /* reported, then the group is reusable */
+    concur_spawn(&g, add_one, c);
+    CHECK_EQ(concur_group_wait(&g), 0);
+    return NULL;
+}
+
+static void test_groups(void) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 2});
+    REQUIRE(pool);
+    /* From an outside thread: children go through the injection queue. */
+    sum_ctx c = {0, NULL};
+    concur_group g;
+    CHECK_EQ(concur_group_init(&g, pool), 0);
+    for (int i = 0; i < 1000; i++) CHECK_EQ(concur_spawn(&g, add_one, &c), 0);
+    CHECK_EQ(concur_group_wait(&g), 0);
+    CHECK_EQ(c.total, 1000);
+    CHECK_EQ(concur_spawn(NULL, add_one, &c), -EINVAL);
+    CHECK_EQ(concur_spawn(&g, NULL, &c), -EINVAL);
+    CHECK_EQ(concur_group_wait(NULL), -EINVAL);
+
+    sum_ctx d = {0, NULL};
+    concur_future *f = concur_pool_submit(pool, group_in_task, &d);
+    REQUIRE(f);
+    CHECK_EQ(concur_future_result(f, CONCUR_FOREVER, NULL), 0);
+    CHECK_EQ(d.total, 202);
+    concur_future_release(f);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+/* ---- parallel for ---- */
+
+typedef struct pfor_ctx { concur_pool *pool; unsigned char *hits; long sum; } pfor_ctx;
+
+static void mark_range(int64_t lo, int64_t hi, void *arg) {
+    pfor_ctx *c = (pfor_ctx *)arg;
+    long s = 0;
+    for (int64_t i = lo; i < hi; i++) {
+        c->hits[i]++; /* each index once: no atomics needed if ranges never overlap */
+        s += (long)i;
+    }
+    __atomic_add_fetch(&c->sum, s, __ATOMIC_RELAXED);
+}
+
+static void fail_range(int64_t lo, int64_t hi, void *arg) {
+    (void)arg;
+    if (lo <= 500 && 500 < hi) concur_task_fail(-EDOM);
+}
+
+static void *nested_pfor(void *arg) {
+    pfor_ctx *c = (pfor_ctx *)arg;
+    CHECK_EQ(concur_parallel_for(NULL, 0, 50000, 0, mark_range, c), 0);
+    return NULL;
+}
+
+static void test_parallel_for(void) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 2});
+    REQUIRE(pool);
+    enum { N = 200000 };
+    pfor_ctx c = {pool, (unsigned char *)calloc(N, 1), 0};
+    REQUIRE(c.hits);
+    for (int64_t grain = 0; grain <= 1000; grain += 1000) {
+        memset(c.hits, 0, N);
+        c.sum = 0;
+        CHECK_EQ(concur_parallel_for(pool, 0, N, grain, mark_range, &c), 0);
+        long bad = 0;
+        for (int i = 0; i < N; i++) bad += c.hits[i] != 1;
+        CHECK_EQ(bad, 0);
+        CHECK_EQ(c.sum, (long)N * (N - 1) / 2);
+    }
+    CHECK_EQ(concur_parallel_for(pool, 5, 5, 0, mark_range, &c), 0);
+    CHECK_EQ(concur_parallel_for(pool, 6, 5, 0, mark_range, &c), -EINVAL);
+    CHECK_EQ(concur_parallel_for(pool, 0, 5, -1, mark_range, &c), -EINVAL);
+    CHECK_EQ(concur_parallel_for(pool, 0, 5, 0, NULL, &c), -EINVAL);
+    CHECK_EQ(concur_parallel_for(NULL, 0, 5, 0, mark_range, &c), -EINVAL);
+    CHECK_EQ(concur_parallel_for(pool, 0, 1000, 10, fail_range, &c), -EDOM);
+
+    /* Nested: four tasks, each running its own parallel for inside the pool. */
+    pfor_ctx nested[4];
+    concur_future *fs[4];
+    for (int i = 0; i < 4; i++) {
+        nested[i].pool = pool;
+        nested[i].hits = (unsigned char *)calloc(50000, 1);
+        nested[i].sum = 0;
+        REQUIRE(nested[i].hits);
+        REQUIRE((fs[i] = concur_pool_submit(pool, nested_pfor, &nested[i])));
+    }
+    CHECK_EQ(concur_wait_all(fs, 4, CONCUR_FOREVER), 0);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(concur_future_error(fs[i]), 0);
+        CHECK_EQ(nested[i].sum, 50000L * 49999 / 2);
+        concur_future_release(fs[i]);
+        free(nested[i].hits);
+    }
+    free(c.hits);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+/* ---- idle workers sleep ---- */
+
+static double process_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_idle_pool_sleeps(void) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 4});
+    REQUIRE(pool);
+    concur_future *f = concur_pool_submit(pool, times_two, (void *)1); /* wake them once */
+    REQUIRE(f);
+    CHECK_EQ(concur_future_wait(f, CONCUR_FOREVER), 0);
+    concur_future_release(f);
+    struct timespec settle = {0, 20 * 1000000L};
+    nanosleep(&settle, NULL); /* let the spin window pass */
+    double cpu0 = process_cpu_seconds();
+    struct timespec half = {0, 500 * 1000000L};
+    nanosleep(&half, NULL);
+    double used = process_cpu_seconds() - cpu0;
+    /* Four spinning workers would burn ~1 s of CPU (2 cores) in that time. */
+    CHECK(used < 0.05);
+    if (used >= 0.05) fprintf(stderr, "idle pool used %.3f s of CPU in 0.5 s\n", used);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+int main(void) {
+    test_begin(240);
+    RUN(test_fib_1_thread);
+    RUN(test_fib_2_threads);
+    RUN(test_fib_8_threads);
+    RUN(test_fib_tiny_deque);
+    RUN(test_submit_many_threads);
+    RUN(test_errors_and_queries);
+    RUN(test_cancel_before_start);
+    RUN(test_shutdown_runs_pending);
+    RUN(test_shutdown_cancels_pending);
+    RUN(test_destroy_with_queued_tasks);
+    RUN(test_wait_inside_task_helps);
+    RUN(test_groups);
+    RUN(test_parallel_for);
+    RUN(test_idle_pool_sleeps);
+    return test_end();
+}
