@@ -371,6 +371,7 @@ typedef struct concur_group {
     void *concur__worker;   /* the owning worker, NULL outside the pool */
     uint32_t concur__base;  /* deque position of the group's first child */
     int32_t concur__error;
+    uint32_t concur__remote_used; /* a child was ever counted in concur__remote */
     concur_wg concur__remote; /* children queued elsewhere */
 } concur_group;
 
@@ -454,10 +455,14 @@ extern "C" {
    unused ones must not warn under -Werror. */
 #if defined(__GNUC__) || defined(__clang__)
 #  define CONCUR__PRIVATE __attribute__((unused)) static
+#  define CONCUR__HOT __attribute__((unused, always_inline)) static inline
+#  define CONCUR__COLD __attribute__((unused, noinline, cold)) static
 #  define CONCUR__LIKELY(x) __builtin_expect(!!(x), 1)
 #  define CONCUR__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #  define CONCUR__PRIVATE static
+#  define CONCUR__HOT static inline
+#  define CONCUR__COLD static
 #  define CONCUR__LIKELY(x) (x)
 #  define CONCUR__UNLIKELY(x) (x)
 #endif
@@ -1733,7 +1738,10 @@ struct concur_pool {
 };
 
 static CONCUR__TLS concur__worker *concur__cur_worker;
-static CONCUR__TLS int32_t *concur__fail_slot;
+/* The record being run on this thread (group or future | kind), for concur_task_fail,
+   and the error a submitted task reported. */
+static CONCUR__TLS uintptr_t concur__cur_ctx;
+static CONCUR__TLS int32_t concur__submit_err;
 
 #define CONCUR__TS(tail, split) (((uint64_t)(split) << 32) | (uint64_t)(tail))
 #define CONCUR__TS_TAIL(v) ((uint32_t)(v))
@@ -1756,16 +1764,22 @@ CONCUR__PRIVATE void concur__pool_wake(concur_pool *p, int n) {
     concur__futex_wake(&p->wake_seq, n);
 }
 
-/* After work became visible to others. `fenced` callers have issued the seq_cst
-   fence of the protocol; hints have not and only save parallelism. */
+/* After work became visible to others. `fenced` callers (submissions: nobody else
+   would run their task) issue the seq_cst fence of the protocol; hints from spawns
+   do not, and only save parallelism.
+
+   At most one wake-up is in flight (`waking`): without that, while a sleeper takes
+   its tens of microseconds to wake, every submission would pay a futex syscall. No
+   wake-up is lost by skipping: every entry to and exit from concur__worker_sleep
+   clears `waking`, then fences, then looks for work, while a submitter publishes,
+   fences, then reads `waking`. If the submitter still read 1, the worker's search
+   sees the task; and a gate left set by a wake-up that found no sleeper is cleared
+   by the next worker that heads for sleep. */
 CONCUR__PRIVATE void concur__pool_notify(concur_pool *p, int fenced) {
     if (fenced) __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (CONCUR__LIKELY(concur__load(&p->sleepers, RELAXED) == 0)) return;
-    if (!fenced) {
-        /* At most one hint in flight: the woken worker clears `waking`. */
-        uint32_t expected = 0;
-        if (!concur__cas(&p->waking, &expected, 1, RELAXED)) return;
-    }
+    uint32_t expected = 0;
+    if (concur__load(&p->waking, RELAXED) || !concur__cas(&p->waking, &expected, 1, RELAXED)) return;
     concur__pool_wake(p, 1);
 }
 
@@ -1776,36 +1790,50 @@ CONCUR__PRIVATE void concur__group_record_error(concur_group *g, int err) {
     concur__cas(&g->concur__error, &expected, err, RELAXED);
 }
 
-CONCUR__PRIVATE void concur__dq_sync_top(concur__worker *w);
+CONCUR__HOT void concur__dq_sync_top(concur__worker *w);
+
+CONCUR__COLD void concur__drain(concur__worker *w, uint32_t h0) {
+    while (w->head > h0) concur__dq_sync_top(w);
+}
+
+CONCUR__COLD void concur__run_submit(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
+    uint32_t h0 = w->head;
+    concur_future *f = (concur_future *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
+    if (concur_future_set_running(f) == 0) {
+        uintptr_t saved_ctx = concur__cur_ctx;
+        int32_t saved_err = concur__submit_err;
+        concur__cur_ctx = ctx;
+        concur__submit_err = 0;
+        void *value = ((concur_task_fn)fn)(arg);
+        int32_t err = concur__submit_err;
+        concur__cur_ctx = saved_ctx;
+        concur__submit_err = saved_err;
+        if (err) concur_future_set_error(f, err);
+        else concur_future_set_value(f, value);
+    }
+    concur_future_release(f); /* the pool's reference */
+    if (w->head > h0) concur__drain(w, h0);
+}
 
 /* Runs one task on w. Afterwards it joins whatever the task left on w's deque (a task
    may spawn into another task's group and return without joining). */
-CONCUR__PRIVATE void concur__run(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
-    uint32_t h0 = w->head;
-    int32_t err = 0;
-    int32_t *saved = concur__fail_slot;
-    concur__fail_slot = &err;
+CONCUR__HOT void concur__run(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
     unsigned kind = (unsigned)(ctx & CONCUR__REC_KIND);
-    if (kind == CONCUR__REC_SUBMIT) {
-        concur_future *f = (concur_future *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
-        if (concur_future_set_running(f) == 0) {
-            void *value = ((concur_task_fn)fn)(arg);
-            if (err) concur_future_set_error(f, err);
-            else concur_future_set_value(f, value);
-        }
-        concur__fail_slot = saved;
-        concur_future_release(f); /* the pool's reference */
-    } else {
-        concur_group *g = (concur_group *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
-        ((void (*)(void *))fn)(arg);
-        concur__fail_slot = saved;
-        if (err && g) concur__group_record_error(g, err);
-        while (w && w->head > h0) concur__dq_sync_top(w);
-        /* Last: the group's owner may return (and the group vanish) right after. */
-        if (kind == CONCUR__REC_TRACKED) concur_wg_done(&g->concur__remote);
+    if (CONCUR__UNLIKELY(kind == CONCUR__REC_SUBMIT)) {
+        concur__run_submit(w, fn, arg, ctx);
         return;
     }
-    while (w && w->head > h0) concur__dq_sync_top(w);
+    uint32_t h0 = w->head;
+    uintptr_t saved = concur__cur_ctx;
+    concur__cur_ctx = ctx;
+    ((void (*)(void *))fn)(arg);
+    concur__cur_ctx = saved;
+    if (CONCUR__UNLIKELY(w->head > h0)) concur__drain(w, h0);
+    /* Last: the group's owner may return (and the group vanish) right after. */
+    if (CONCUR__UNLIKELY(kind == CONCUR__REC_TRACKED)) {
+        concur_group *g = (concur_group *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
+        concur_wg_done(&g->concur__remote);
+    }
 }
 
 /* ---- the split deque ---- */
@@ -1823,8 +1851,24 @@ CONCUR__PRIVATE void concur__dq_grow_split(concur__worker *w) {
     concur__pool_notify(w->pool, 0);
 }
 
+/* Owner, after pushing record h while thieves asked for work or took everything. */
+CONCUR__COLD void concur__dq_push_slow(concur__worker *w, uint32_t h) {
+    if (concur__load(&w->allstolen, RELAXED)) {
+        /* Everything below was stolen: restart the shared region here, with this
+           record shared at once since thieves are evidently hungry. No thief CASes
+           while tail == split, so a plain store is safe. */
+        concur__store(&w->ts, CONCUR__TS(h, h + 1), RELEASE);
+        w->split = h + 1;
+        concur__store(&w->movesplit, 0, RELAXED);
+        concur__store(&w->allstolen, 0, RELEASE);
+        concur__pool_notify(w->pool, 0);
+    } else if (concur__load(&w->movesplit, RELAXED)) {
+        concur__dq_grow_split(w);
+    }
+}
+
 /* Owner: pushes a record; 0 when the deque is full. */
-CONCUR__PRIVATE int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
+CONCUR__HOT int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
     uint32_t h = w->head;
     if (CONCUR__UNLIKELY(h == w->cap)) return 0;
     CONCUR__CHECK(concur__load(&w->allstolen, RELAXED) ||
@@ -1836,18 +1880,8 @@ CONCUR__PRIVATE int concur__dq_push(concur__worker *w, concur__fnptr fn, void *a
     concur__store(&r->thief, 0, RELAXED);
     concur__store(&r->done, 0, RELAXED);
     w->head = h + 1;
-    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED))) {
-        /* Everything below was stolen: restart the shared region here, with this
-           record shared at once since thieves are evidently hungry. No thief CASes
-           while tail == split, so a plain store is safe. */
-        concur__store(&w->ts, CONCUR__TS(h, h + 1), RELEASE);
-        w->split = h + 1;
-        concur__store(&w->movesplit, 0, RELAXED);
-        concur__store(&w->allstolen, 0, RELEASE);
-        concur__pool_notify(w->pool, 0);
-    } else if (CONCUR__UNLIKELY(concur__load(&w->movesplit, RELAXED))) {
-        concur__dq_grow_split(w);
-    }
+    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED)))
+        concur__dq_push_slow(w, h);
     return 1;
 }
 
@@ -1897,12 +1931,11 @@ CONCUR__PRIVATE void concur__leapfrog(concur__worker *w, concur__rec *r) {
     }
 }
 
-/* Owner: makes sure the top record has run, running it here when it was not stolen. */
-CONCUR__PRIVATE void concur__dq_sync_top(concur__worker *w) {
+/* Owner: the top record is in the shared part: take it back or wait for its thief. */
+CONCUR__COLD void concur__dq_sync_slow(concur__worker *w) {
     uint32_t t = w->head - 1;
     concur__rec *r = &w->dq[t];
-    if (CONCUR__LIKELY(t >= w->split) ||
-        (!concur__load(&w->allstolen, RELAXED) && concur__dq_shrink(w))) {
+    if (!concur__load(&w->allstolen, RELAXED) && concur__dq_shrink(w)) {
         concur__fnptr fn = r->fn;
         void *arg = r->arg;
         uintptr_t ctx = r->ctx;
@@ -1918,6 +1951,21 @@ CONCUR__PRIVATE void concur__dq_sync_top(concur__worker *w) {
        push restarts the shared region at the right place. Invariant kept: when
        allstolen is clear, tail <= split <= head. */
     concur__store(&w->allstolen, 1, RELAXED);
+}
+
+/* Owner: makes sure the top record has run, running it here when it was private. */
+CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
+    uint32_t t = w->head - 1;
+    if (CONCUR__LIKELY(t >= w->split)) {
+        concur__rec *r = &w->dq[t];
+        concur__fnptr fn = r->fn;
+        void *arg = r->arg;
+        uintptr_t ctx = r->ctx;
+        w->head = t; /* the task may push at t again */
+        concur__run(w, fn, arg, ctx);
+        return;
+    }
+    concur__dq_sync_slow(w);
 }
 
 /* Thief: takes the oldest shared record of v and runs it. 1 when it ran one. */
@@ -2070,11 +2118,18 @@ CONCUR__PRIVATE void concur__worker_sleep(concur__worker *w) {
     concur_pool *p = w->pool;
     uint32_t seq = concur__load(&p->wake_seq, ACQUIRE);
     concur__fetch_add(&p->sleepers, 1, SEQ_CST);
+    /* A wake-up may have been sent while nobody was asleep (the notifier saw a
+       sleeper that was just leaving): clear the gate before the final look for
+       work, or the next submission would skip its wake-up forever. */
+    concur__store(&p->waking, 0, RELAXED);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (!concur__work_visible(p) && !concur__load(&p->stop, ACQUIRE))
         concur__futex_wait(&p->wake_seq, seq, CONCUR__NEVER);
     concur__fetch_add(&p->sleepers, (uint32_t)-1, SEQ_CST);
+    /* Whoever leaves the sleep path (woken, or backing out) lets the next wake-up go
+       out, then looks for work: see concur__pool_notify. */
     concur__store(&p->waking, 0, RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 CONCUR__PRIVATE void *concur__worker_main(void *arg) {
@@ -2254,8 +2309,13 @@ CONCUR_API int concur_worker_index(void) {
 }
 
 CONCUR_API int concur_task_fail(int err) {
-    if (!concur__fail_slot || err >= 0) return -EINVAL;
-    if (*concur__fail_slot == 0) *concur__fail_slot = err;
+    uintptr_t ctx = concur__cur_ctx;
+    if (!ctx || err >= 0) return -EINVAL;
+    if ((ctx & CONCUR__REC_KIND) == CONCUR__REC_SUBMIT) {
+        if (concur__submit_err == 0) concur__submit_err = err;
+    } else {
+        concur__group_record_error((concur_group *)(ctx & ~(uintptr_t)CONCUR__REC_KIND), err);
+    }
     return 0;
 }
 
@@ -2264,11 +2324,16 @@ CONCUR_API int concur_group_init(concur_group *g, concur_pool *pool) {
     concur__worker *w = concur__cur_worker;
     if (!pool) pool = w ? w->pool : NULL;
     if (!pool) return -EINVAL;
-    memset(g, 0, sizeof *g);
     g->concur__pool = pool;
+    g->concur__error = 0;
+    g->concur__remote_used = 0;
+    memset(&g->concur__remote, 0, sizeof g->concur__remote);
     if (w && w->pool == pool) {
         g->concur__worker = w;
         g->concur__base = w->head;
+    } else {
+        g->concur__worker = NULL;
+        g->concur__base = 0;
     }
     return 0;
 }
@@ -2282,6 +2347,7 @@ CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
         return 0;
     }
     if (!g->concur__pool) return -EINVAL;
+    concur__store(&g->concur__remote_used, 1, RELAXED);
     concur_wg_add(&g->concur__remote, 1);
     uintptr_t ctx = (uintptr_t)g | CONCUR__REC_TRACKED;
     if (w && w->pool == g->concur__pool) {
@@ -2303,10 +2369,15 @@ CONCUR_API int concur_group_wait(concur_group *g) {
         }
         while (w->head > g->concur__base) concur__dq_sync_top(w);
     }
-    int rc = concur_wg_wait(&g->concur__remote, CONCUR_FOREVER);
-    if (rc) return rc;
+    /* Remote children were counted by spawns that happened before the local ones
+       were joined (or on this thread), so the flag is visible here when it matters;
+       skipping the wait group's lock is what keeps a join at a few nanoseconds. */
+    if (concur__load(&g->concur__remote_used, RELAXED)) {
+        int rc = concur_wg_wait(&g->concur__remote, CONCUR_FOREVER);
+        if (rc) return rc;
+    }
     int32_t err = concur__load(&g->concur__error, RELAXED);
-    g->concur__error = 0;
+    if (err) concur__store(&g->concur__error, 0, RELAXED);
     return err;
 }
 
