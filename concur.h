@@ -388,7 +388,7 @@ CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg);
 CONCUR_API int concur_group_wait(concur_group *g);
 
 /* Calls body(lo, hi, ctx) over [begin, end) split into ranges of about grain items
-   (grain 0: automatic, about 8 ranges per worker), in parallel, and returns when all
+   (grain 0: automatic, about 32 ranges per worker), in parallel, and returns when all
    are done. From outside the pool the caller blocks; inside a worker it takes part.
    0 (also for an empty range), the first error a body reported with
    concur_task_fail, -EINVAL (NULL pool outside a worker, NULL body, negative grain,
@@ -1956,6 +1956,14 @@ CONCUR__COLD void concur__dq_sync_slow(concur__worker *w) {
 /* Owner: makes sure the top record has run, running it here when it was private. */
 CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
     uint32_t t = w->head - 1;
+    /* A thief is idle while we work through private records: share some now rather
+       than at our next spawn, which may be long in coming (a parallel for's leaves
+       only pop). Keep the record we are about to take private. */
+    if (CONCUR__UNLIKELY(concur__load(&w->movesplit, RELAXED)) && t > w->split) {
+        w->head = t;
+        concur__dq_grow_split(w);
+        w->head = t + 1;
+    }
     if (CONCUR__LIKELY(t >= w->split)) {
         concur__rec *r = &w->dq[t];
         concur__fnptr fn = r->fn;
@@ -2435,7 +2443,10 @@ CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end
     concur__pfor pf;
     pf.body = body;
     pf.ctx = ctx;
-    pf.grain = grain ? grain : (end - begin) / ((int64_t)pool->nworkers * 8);
+    /* About 32 ranges per worker: fine enough that a worker which starts late (a
+       sleeping one takes tens of microseconds to wake) still gets its share, coarse
+       enough that the spawns cost nothing next to the body. */
+    pf.grain = grain ? grain : (end - begin) / ((int64_t)pool->nworkers * 32);
     if (pf.grain < 1) pf.grain = 1;
     concur__pfor_range root;
     root.pf = &pf;
