@@ -371,7 +371,7 @@ typedef struct concur_group {
     void *concur__worker;   /* the owning worker, NULL outside the pool */
     uint32_t concur__base;  /* deque position of the group's first child */
     int32_t concur__error;
-    uint32_t concur__remote_used; /* a child was ever counted in concur__remote */
+    uint32_t concur__remote_used; /* 0, or 2 once concur__remote is in use */
     concur_wg concur__remote; /* children queued elsewhere */
 } concur_group;
 
@@ -1956,15 +1956,15 @@ CONCUR__COLD void concur__dq_sync_slow(concur__worker *w) {
 /* Owner: makes sure the top record has run, running it here when it was private. */
 CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
     uint32_t t = w->head - 1;
-    /* A thief is idle while we work through private records: share some now rather
-       than at our next spawn, which may be long in coming (a parallel for's leaves
-       only pop). Keep the record we are about to take private. */
-    if (CONCUR__UNLIKELY(concur__load(&w->movesplit, RELAXED)) && t > w->split) {
-        w->head = t;
-        concur__dq_grow_split(w);
-        w->head = t + 1;
-    }
     if (CONCUR__LIKELY(t >= w->split)) {
+        /* A thief is idle while we work through private records: share some now
+           rather than at our next spawn, which may be long in coming (a parallel
+           for's leaves only pop). The record we are about to take stays private. */
+        if (CONCUR__UNLIKELY(concur__load(&w->movesplit, RELAXED)) && t > w->split) {
+            w->head = t;
+            concur__dq_grow_split(w);
+            w->head = t + 1;
+        }
         concur__rec *r = &w->dq[t];
         concur__fnptr fn = r->fn;
         void *arg = r->arg;
@@ -2335,7 +2335,6 @@ CONCUR_API int concur_group_init(concur_group *g, concur_pool *pool) {
     g->concur__pool = pool;
     g->concur__error = 0;
     g->concur__remote_used = 0;
-    memset(&g->concur__remote, 0, sizeof g->concur__remote);
     if (w && w->pool == pool) {
         g->concur__worker = w;
         g->concur__base = w->head;
@@ -2346,16 +2345,32 @@ CONCUR_API int concur_group_init(concur_group *g, concur_pool *pool) {
     return 0;
 }
 
-CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
+/* The remote wait group is set up by the first remote spawn, not by every init:
+   fork-join never needs it. Remote spawns may race (children spawning into their
+   parent's group), so a small state machine: 0 unused, 1 being set up, 2 ready. */
+CONCUR__PRIVATE void concur__group_remote_init(concur_group *g) {
+    uint32_t state = concur__load(&g->concur__remote_used, ACQUIRE);
+    while (state != 2) {
+        if (state == 0 && concur__cas(&g->concur__remote_used, &state, 1, ACQUIRE)) {
+            memset(&g->concur__remote, 0, sizeof g->concur__remote);
+            concur__store(&g->concur__remote_used, 2, RELEASE);
+            return;
+        }
+        concur__cpu_relax();
+        state = concur__load(&g->concur__remote_used, ACQUIRE);
+    }
+}
+
+CONCUR__COLD int concur__spawn_slow(concur_group *g, void (*fn)(void *arg), void *arg) {
     if (!g || !fn) return -EINVAL;
     concur__worker *w = concur__cur_worker;
-    if (CONCUR__LIKELY(w && w == g->concur__worker)) {
-        if (CONCUR__LIKELY(concur__dq_push(w, (concur__fnptr)fn, arg, (uintptr_t)g))) return 0;
-        concur__run(w, (concur__fnptr)fn, arg, (uintptr_t)g); /* deque full: run inline */
+    if (w && w == g->concur__worker) {
+        if (!concur__dq_push(w, (concur__fnptr)fn, arg, (uintptr_t)g))
+            concur__run(w, (concur__fnptr)fn, arg, (uintptr_t)g); /* deque full: run inline */
         return 0;
     }
     if (!g->concur__pool) return -EINVAL;
-    concur__store(&g->concur__remote_used, 1, RELAXED);
+    concur__group_remote_init(g);
     concur_wg_add(&g->concur__remote, 1);
     uintptr_t ctx = (uintptr_t)g | CONCUR__REC_TRACKED;
     if (w && w->pool == g->concur__pool) {
@@ -2365,6 +2380,30 @@ CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
     int rc = concur__inject(g->concur__pool, (concur__fnptr)fn, arg, ctx);
     if (rc) concur_wg_done(&g->concur__remote);
     return rc;
+}
+
+CONCUR__COLD int concur__spawn_pushed_slow(concur__worker *w, uint32_t h) {
+    concur__dq_push_slow(w, h);
+    return 0;
+}
+
+/* The common case, a child of a group owned by this worker with room in the deque,
+   is a leaf function: every other case is a tail call, so no registers are saved. */
+CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
+    concur__worker *w = concur__cur_worker;
+    if (CONCUR__UNLIKELY(!g || !fn || !w || w != g->concur__worker || w->head == w->cap))
+        return concur__spawn_slow(g, fn, arg);
+    uint32_t h = w->head;
+    concur__rec *r = &w->dq[h];
+    r->fn = (concur__fnptr)fn;
+    r->arg = arg;
+    r->ctx = (uintptr_t)g;
+    concur__store(&r->thief, 0, RELAXED);
+    concur__store(&r->done, 0, RELAXED);
+    w->head = h + 1;
+    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED)))
+        return concur__spawn_pushed_slow(w, h);
+    return 0;
 }
 
 CONCUR_API int concur_group_wait(concur_group *g) {
@@ -2380,7 +2419,7 @@ CONCUR_API int concur_group_wait(concur_group *g) {
     /* Remote children were counted by spawns that happened before the local ones
        were joined (or on this thread), so the flag is visible here when it matters;
        skipping the wait group's lock is what keeps a join at a few nanoseconds. */
-    if (concur__load(&g->concur__remote_used, RELAXED)) {
+    if (concur__load(&g->concur__remote_used, ACQUIRE)) {
         int rc = concur_wg_wait(&g->concur__remote, CONCUR_FOREVER);
         if (rc) return rc;
     }
