@@ -13,7 +13,10 @@
 #include "../concur.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/time.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,17 +65,54 @@ static inline long test_scale(long n) {
     return n;
 }
 
-static void test__watchdog(int sig) {
+/* The watchdog is a thread, not alarm(): SIGALRM belongs to the EINTR storm below,
+   and a thread cannot be blocked by a test that masks signals. */
+static unsigned test__watchdog_seconds;
+
+static void *test__watchdog(void *arg) {
     static const char msg[] = "test watchdog: timed out (a hang?)\n";
-    (void)sig;
+    (void)arg;
+    struct timespec ts = {(time_t)test__watchdog_seconds, 0};
+    while (nanosleep(&ts, &ts) != 0) {}
     if (write(2, msg, sizeof msg - 1) < 0) { /* nothing more to do */ }
     _exit(124);
+    return NULL;
 }
 
-/* Every test program ends on its own even if a wait hangs. */
+/* With CONCUR_TEST_EINTR=1 in the environment, a 1 kHz SIGALRM interval timer runs
+   for the whole program, with a handler installed without SA_RESTART: every blocking
+   system call in the library (futex waits above all) keeps being interrupted, and
+   every test must still pass. */
+static volatile sig_atomic_t test__signals;
+static void test__on_alarm(int sig) {
+    (void)sig;
+    test__signals++;
+}
+
 static inline void test_begin(unsigned seconds) {
-    signal(SIGALRM, test__watchdog);
-    alarm(seconds);
+    pthread_t t;
+    pthread_attr_t attr;
+    test__watchdog_seconds = seconds;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, test__watchdog, NULL) != 0) {
+        fprintf(stderr, "cannot start the watchdog thread\n");
+        exit(1);
+    }
+    pthread_attr_destroy(&attr);
+    const char *storm = getenv("CONCUR_TEST_EINTR");
+    if (storm && *storm && *storm != '0') {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = test__on_alarm; /* no SA_RESTART: interrupted calls fail with EINTR */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGALRM, &sa, NULL);
+        struct itimerval it;
+        it.it_interval.tv_sec = 0;
+        it.it_interval.tv_usec = 1000;
+        it.it_value = it.it_interval;
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
 }
 
 #define RUN(fn)                                                                           \
@@ -85,6 +125,7 @@ static inline void test_begin(unsigned seconds) {
     } while (0)
 
 static inline int test_end(void) {
+    if (getenv("CONCUR_TEST_EINTR")) printf("(%d SIGALRM delivered during the run)\n", (int)test__signals);
     if (test__failures) fprintf(stderr, "%d check(s) failed\n", test__failures);
     return test__failures ? 1 : 0;
 }

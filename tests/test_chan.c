@@ -146,7 +146,7 @@ typedef struct mpmc_ctx {
     int next_producer;
     unsigned char *seen;
     long received;
-    long sum;
+    long long sum;
 } mpmc_ctx;
 
 static void *mpmc_producer(void *arg) {
@@ -167,7 +167,8 @@ static void *mpmc_consumer(void *arg) {
     mpmc_ctx *c = (mpmc_ctx *)arg;
     long last[PRODUCERS];
     for (int p = 0; p < PRODUCERS; p++) last[p] = -1;
-    long item, n = 0, sum = 0;
+    long item, n = 0;
+    long long sum = 0;
     for (;;) {
         int rc = concur_chan_recv(c->ch, &item, (n & 7) ? CONCUR_FOREVER : 0.00001);
         if (rc == -ETIMEDOUT) continue;
@@ -204,7 +205,7 @@ static void test_chan_mpmc(void) {
     CHECK_EQ(concur_chan_close(c.ch), 0);
     test_threads_join(&cons);
     CHECK_EQ(c.received, total);
-    CHECK_EQ(c.sum, total * (total - 1) / 2);
+    CHECK_EQ(c.sum, (long long)total * (total - 1) / 2);
     CHECK_EQ(concur_chan_destroy(c.ch), 0);
     free(c.seen);
 }

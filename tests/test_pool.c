@@ -355,14 +355,14 @@ static void test_groups(void) {
 
 /* ---- parallel for ---- */
 
-typedef struct pfor_ctx { concur_pool *pool; unsigned char *hits; long sum; } pfor_ctx;
+typedef struct pfor_ctx { concur_pool *pool; unsigned char *hits; long long sum; } pfor_ctx;
 
 static void mark_range(int64_t lo, int64_t hi, void *arg) {
     pfor_ctx *c = (pfor_ctx *)arg;
-    long s = 0;
+    long long s = 0;
     for (int64_t i = lo; i < hi; i++) {
         c->hits[i]++; /* each index once: no atomics needed if ranges never overlap */
-        s += (long)i;
+        s += (long long)i;
     }
     __atomic_add_fetch(&c->sum, s, __ATOMIC_RELAXED);
 }
@@ -391,7 +391,7 @@ static void test_parallel_for(void) {
         long bad = 0;
         for (int i = 0; i < N; i++) bad += c.hits[i] != 1;
         CHECK_EQ(bad, 0);
-        CHECK_EQ(c.sum, (long)N * (N - 1) / 2);
+        CHECK_EQ(c.sum, (long long)N * (N - 1) / 2);
     }
     CHECK_EQ(concur_parallel_for(pool, 5, 5, 0, mark_range, &c), 0);
     CHECK_EQ(concur_parallel_for(pool, 6, 5, 0, mark_range, &c), -EINVAL);
@@ -413,7 +413,7 @@ static void test_parallel_for(void) {
     CHECK_EQ(concur_wait_all(fs, 4, CONCUR_FOREVER), 0);
     for (int i = 0; i < 4; i++) {
         CHECK_EQ(concur_future_error(fs[i]), 0);
-        CHECK_EQ(nested[i].sum, 50000L * 49999 / 2);
+        CHECK_EQ(nested[i].sum, 50000LL * 49999 / 2);
         concur_future_release(fs[i]);
         free(nested[i].hits);
     }
@@ -437,14 +437,19 @@ static void test_idle_pool_sleeps(void) {
     CHECK_EQ(concur_future_wait(f, CONCUR_FOREVER), 0);
     concur_future_release(f);
     struct timespec settle = {0, 20 * 1000000L};
-    nanosleep(&settle, NULL); /* let the spin window pass */
+    while (nanosleep(&settle, &settle) != 0) {} /* let the spin window pass */
     double cpu0 = process_cpu_seconds();
     struct timespec half = {0, 500 * 1000000L};
-    nanosleep(&half, NULL);
+    while (nanosleep(&half, &half) != 0) {}
     double used = process_cpu_seconds() - cpu0;
-    /* Four spinning workers would burn ~1 s of CPU (2 cores) in that time. */
-    CHECK(used < 0.05);
-    if (used >= 0.05) fprintf(stderr, "idle pool used %.3f s of CPU in 0.5 s\n", used);
+    /* Four spinning workers would burn ~1 s of CPU (2 cores) in that time. Under the
+       EINTR storm every signal wakes a sleeper on purpose, so only report there. */
+    if (getenv("CONCUR_TEST_EINTR")) {
+        printf("idle pool under a 1 kHz signal storm: %.3f s of CPU in 0.5 s\n", used);
+    } else {
+        CHECK(used < 0.05);
+        if (used >= 0.05) fprintf(stderr, "idle pool used %.3f s of CPU in 0.5 s\n", used);
+    }
     CHECK_EQ(concur_pool_destroy(pool), 0);
 }
 
