@@ -2,11 +2,12 @@
 
    concur.h gives a C program what Python spreads over threading, concurrent.futures,
    multiprocessing and asyncio: sync primitives (mutex, semaphore, event, wait group,
-   channel), futures that every engine completes, and (as they land) a work-stealing
-   thread pool, a process pool and a stackful-coroutine I/O loop. Every blocking call
-   takes a timeout in seconds and is context-aware: it parks whatever is running it
-   (a thread today; a pool worker or a coroutine as those engines plug into the same
-   waiter seam), so helper code written once works everywhere.
+   channel), futures that every engine completes, a work-stealing thread pool with
+   fork-join and parallel for, and (as they land) a process pool and a stackful-
+   coroutine I/O loop. Every blocking call takes a timeout in seconds and is
+   context-aware: it parks whatever is running it (a thread sleeps, a pool worker runs
+   other tasks meanwhile; coroutines will plug into the same waiter seam), so helper
+   code written once works everywhere.
 
    Quick start: copy this file into your project, and in exactly ONE .c file write
 
