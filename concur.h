@@ -96,6 +96,16 @@ extern "C" {
 
 /* >>api --------------------------------------------------------------------------- */
 
+#ifdef CONCUR_TESTING
+/* Fault injection, for the library's own tests (define CONCUR_TESTING everywhere the
+   header is included). concur_testing_fail_at(kind, n) makes the n-th call of that
+   kind from now on fail (1: the next one; 0: none); concur_testing_calls counts the
+   calls so far. Allocations fail as ENOMEM, thread creations as EAGAIN. */
+enum { CONCUR_FAULT_MALLOC = 0, CONCUR_FAULT_THREAD = 1, CONCUR_FAULT_KINDS = 2 };
+CONCUR_API void concur_testing_fail_at(int kind, long nth);
+CONCUR_API long concur_testing_calls(int kind);
+#endif
+
 /* Human-readable name of any code this library returns (negative errno or
    CONCUR_E*). Never NULL. Thread-safe. */
 CONCUR_API const char *concur_strerror(int code);
@@ -424,6 +434,34 @@ CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end
 #  define CONCUR_ASSERT(c) assert(c)
 #endif
 
+/* >>testing: fault injection (CONCUR_TESTING builds only). Every allocation and
+   thread creation in the library goes through concur__malloc / concur__thread_start,
+   so a test can make the Nth one fail and check that the caller gets a clean error
+   and nothing leaks. */
+#ifdef CONCUR_TESTING
+static long concur__fault_calls[CONCUR_FAULT_KINDS];
+static long concur__fault_at[CONCUR_FAULT_KINDS];
+
+CONCUR_API void concur_testing_fail_at(int kind, long nth) {
+    if (kind < 0 || kind >= CONCUR_FAULT_KINDS) return;
+    long base = __atomic_load_n(&concur__fault_calls[kind], __ATOMIC_SEQ_CST);
+    __atomic_store_n(&concur__fault_at[kind], nth > 0 ? base + nth : 0, __ATOMIC_SEQ_CST);
+}
+
+CONCUR_API long concur_testing_calls(int kind) {
+    if (kind < 0 || kind >= CONCUR_FAULT_KINDS) return -EINVAL;
+    return __atomic_load_n(&concur__fault_calls[kind], __ATOMIC_SEQ_CST);
+}
+
+static int concur__fault(int kind) {
+    long n = __atomic_add_fetch(&concur__fault_calls[kind], 1, __ATOMIC_SEQ_CST);
+    return n == __atomic_load_n(&concur__fault_at[kind], __ATOMIC_SEQ_CST);
+}
+#  define CONCUR__FAULT(kind) concur__fault(kind)
+#else
+#  define CONCUR__FAULT(kind) 0
+#endif
+
 #ifdef CONCUR_DEBUG
 #  define CONCUR__CHECK(c) CONCUR_ASSERT(c)
 #else
@@ -598,6 +636,17 @@ CONCUR__PRIVATE void concur__futex_wake(uint32_t *addr, int n) {
 }
 #endif
 
+CONCUR__PRIVATE void *concur__malloc(size_t size) {
+    if (CONCUR__FAULT(CONCUR_FAULT_MALLOC)) return NULL;
+    return CONCUR_MALLOC(size);
+}
+
+/* pthread_create's result (a positive errno) or 0. */
+CONCUR__PRIVATE int concur__thread_start(pthread_t *tid, void *(*fn)(void *), void *arg) {
+    if (CONCUR__FAULT(CONCUR_FAULT_THREAD)) return EAGAIN;
+    return pthread_create(tid, NULL, fn, arg);
+}
+
 /* ---- lock: the futex mutex behind concur_mutex and every internal critical section.
    States: 0 free, 1 locked, 2 locked with (possible) sleepers (Drepper, "Futexes Are
    Tricky", mutex #3). A short spin first: internal critical sections are a few dozen
@@ -638,9 +687,9 @@ struct concur_thread { pthread_t tid; };
 
 CONCUR_API concur_thread *concur_thread_create(void *(*fn)(void *), void *arg) {
     if (!fn) { errno = EINVAL; return NULL; }
-    concur_thread *t = (concur_thread *)CONCUR_MALLOC(sizeof *t);
+    concur_thread *t = (concur_thread *)concur__malloc(sizeof *t);
     if (!t) { errno = ENOMEM; return NULL; }
-    int rc = pthread_create(&t->tid, NULL, fn, arg);
+    int rc = concur__thread_start(&t->tid, fn, arg);
     if (rc != 0) { CONCUR_FREE(t); errno = rc; return NULL; }
     return t;
 }
@@ -1111,8 +1160,8 @@ CONCUR_API concur_chan *concur_chan_create(size_t elem_size, size_t capacity) {
         errno = EINVAL;
         return NULL;
     }
-    concur_chan *ch = (concur_chan *)CONCUR_MALLOC(sizeof *ch);
-    unsigned char *ring = (unsigned char *)CONCUR_MALLOC(elem_size * capacity);
+    concur_chan *ch = (concur_chan *)concur__malloc(sizeof *ch);
+    unsigned char *ring = (unsigned char *)concur__malloc(elem_size * capacity);
     if (!ch || !ring) {
         CONCUR_FREE(ch);
         CONCUR_FREE(ring);
@@ -1278,7 +1327,7 @@ CONCUR_API concur_future *concur_future_create(void) {
     }
     concur__unlock(&concur__future_cache_lock);
     if (!f) {
-        f = (concur_future *)CONCUR_MALLOC(sizeof *f);
+        f = (concur_future *)concur__malloc(sizeof *f);
         if (!f) { errno = ENOMEM; return NULL; }
     }
     memset(f, 0, sizeof *f);
@@ -1394,7 +1443,7 @@ CONCUR_API int concur_future_set_error(concur_future *f, int err) {
 
 CONCUR_API int concur_future_set_bytes(concur_future *f, const void *bytes, size_t len) {
     if (!concur__future_ok(f) || (!bytes && len)) return -EINVAL;
-    void *copy = CONCUR_MALLOC(len ? len : 1);
+    void *copy = concur__malloc(len ? len : 1);
     if (!copy) return -ENOMEM;
     if (len) memcpy(copy, bytes, len);
     return concur__future_complete(f, NULL, 0, copy, len, 0);
@@ -1506,7 +1555,7 @@ CONCUR__PRIVATE void concur__then_trampoline(concur_future *f, concur__fcb *node
 
 CONCUR_API int concur_future_then(concur_future *f, concur_future_cb cb, void *arg) {
     if (!concur__future_ok(f) || !cb) return -EINVAL;
-    concur__fcb *node = (concur__fcb *)CONCUR_MALLOC(sizeof *node);
+    concur__fcb *node = (concur__fcb *)concur__malloc(sizeof *node);
     if (!node) return -ENOMEM;
     node->fn = concur__then_trampoline;
     node->user_fn = cb;
@@ -1568,13 +1617,13 @@ CONCUR_API concur_as_completed *concur_as_completed_create(concur_future *const 
     if ((!fs && n) || n > INT32_MAX - 1) { errno = EINVAL; return NULL; }
     for (size_t i = 0; i < n; i++)
         if (!concur__future_ok(fs[i])) { errno = EINVAL; return NULL; }
-    concur_as_completed *it = (concur_as_completed *)CONCUR_MALLOC(sizeof *it);
+    concur_as_completed *it = (concur_as_completed *)concur__malloc(sizeof *it);
     if (!it) { errno = ENOMEM; return NULL; }
     memset(it, 0, sizeof *it);
     size_t slots = n ? n : 1;
-    it->fs = (concur_future **)CONCUR_MALLOC(slots * sizeof *it->fs);
-    it->nodes = (concur__fcb *)CONCUR_MALLOC(slots * sizeof *it->nodes);
-    it->ready = (uint32_t *)CONCUR_MALLOC(slots * sizeof *it->ready);
+    it->fs = (concur_future **)concur__malloc(slots * sizeof *it->fs);
+    it->nodes = (concur__fcb *)concur__malloc(slots * sizeof *it->nodes);
+    it->ready = (uint32_t *)concur__malloc(slots * sizeof *it->ready);
     if (!it->fs || !it->nodes || !it->ready) {
         CONCUR_FREE(it->fs);
         CONCUR_FREE(it->nodes);
@@ -2007,7 +2056,7 @@ CONCUR__PRIVATE int concur__inject(concur_pool *p, concur__fnptr fn, void *arg, 
     }
     if (p->qlen == p->qcap) {
         uint32_t ncap = p->qcap ? p->qcap * 2 : 1024;
-        concur__rec *nq = (concur__rec *)CONCUR_MALLOC(ncap * sizeof *nq);
+        concur__rec *nq = (concur__rec *)concur__malloc(ncap * sizeof *nq);
         if (!nq) {
             concur__unlock(&p->qlock);
             return -ENOMEM;
@@ -2195,7 +2244,7 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
     if (d.threads < 0 || d.threads > 4096 || d.deque_size < 0) { errno = EINVAL; return NULL; }
     int n = d.threads ? d.threads : concur__online_cpus();
     uint32_t cap = d.deque_size ? (uint32_t)d.deque_size : 8192;
-    concur_pool *p = (concur_pool *)CONCUR_MALLOC(sizeof *p);
+    concur_pool *p = (concur_pool *)concur__malloc(sizeof *p);
     if (!p) { errno = ENOMEM; return NULL; }
     memset(p, 0, sizeof *p);
     p->nworkers = n;
@@ -2204,7 +2253,7 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
     p->on_start = d.on_start;
     p->user = d.user;
     /* Workers on their own cache lines: thieves hammer each other's `ts`. */
-    p->workers_mem = CONCUR_MALLOC((size_t)n * sizeof(concur__worker) + 64);
+    p->workers_mem = concur__malloc((size_t)n * sizeof(concur__worker) + 64);
     if (!p->workers_mem) { CONCUR_FREE(p); errno = ENOMEM; return NULL; }
     p->workers = (concur__worker *)(((uintptr_t)p->workers_mem + 63) & ~(uintptr_t)63);
     memset(p->workers, 0, (size_t)n * sizeof(concur__worker));
@@ -2217,11 +2266,11 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
         w->rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
         w->sched.park = concur__worker_park;
         w->sched.unpark = NULL; /* waiters on a worker are woken by futex address */
-        w->dq = (concur__rec *)CONCUR_MALLOC(cap * sizeof(concur__rec));
+        w->dq = (concur__rec *)concur__malloc(cap * sizeof(concur__rec));
         if (!w->dq) { concur__pool_free(p); errno = ENOMEM; return NULL; }
     }
     for (int i = 0; i < n; i++) {
-        int rc = pthread_create(&p->workers[i].tid, NULL, concur__worker_main, &p->workers[i]);
+        int rc = concur__thread_start(&p->workers[i].tid, concur__worker_main, &p->workers[i]);
         if (rc != 0) {
             concur__store(&p->stop, 1, RELEASE);
             concur__pool_wake(p, INT_MAX);
@@ -2258,22 +2307,20 @@ CONCUR_API int concur_pool_shutdown(concur_pool *pool, int cancel_pending) {
     concur__lock(&pool->shutdown_lock);
     concur__lock(&pool->qlock);
     pool->shut = 1;
-    concur__rec *cancelled = NULL;
-    uint32_t ncancelled = 0;
-    if (cancel_pending && pool->qlen > 0) {
-        /* Taken out under the lock, completed outside it: completions run callbacks. */
-        cancelled = (concur__rec *)CONCUR_MALLOC(pool->qlen * sizeof *cancelled);
-        if (cancelled) {
-            while (pool->qlen > 0) {
-                cancelled[ncancelled++] = pool->q[pool->qhead];
-                pool->qhead = (pool->qhead + 1) % pool->qcap;
-                concur__store(&pool->qlen, pool->qlen - 1, RELAXED);
-            }
-        }
-    }
     concur__unlock(&pool->qlock);
-    for (uint32_t i = 0; i < ncancelled; i++) {
-        uintptr_t ctx = cancelled[i].ctx;
+    /* Nothing can be queued any more, so drain one record at a time: taken out under
+       the lock, completed outside it (completions run callbacks), no allocation. */
+    while (cancel_pending) {
+        concur__lock(&pool->qlock);
+        if (pool->qlen == 0) {
+            concur__unlock(&pool->qlock);
+            break;
+        }
+        concur__rec r = pool->q[pool->qhead];
+        pool->qhead = (pool->qhead + 1) % pool->qcap;
+        concur__store(&pool->qlen, pool->qlen - 1, RELAXED);
+        concur__unlock(&pool->qlock);
+        uintptr_t ctx = r.ctx;
         void *obj = (void *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
         if ((ctx & CONCUR__REC_KIND) == CONCUR__REC_SUBMIT) {
             concur_future_cancel((concur_future *)obj);
@@ -2284,7 +2331,6 @@ CONCUR_API int concur_pool_shutdown(concur_pool *pool, int cancel_pending) {
             concur_wg_done(&g->concur__remote);
         }
     }
-    CONCUR_FREE(cancelled);
     if (!pool->joined) {
         concur__store(&pool->stop, 1, RELEASE);
         concur__pool_wake(pool, INT_MAX);
