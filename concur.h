@@ -1301,6 +1301,11 @@ struct concur_future {
     concur__wq waiters;
     concur__fcb *cb_head, *cb_tail;
     concur_future *next_free;
+    /* For a task submitted to a pool: what to run, so that a worker of that pool which
+       waits on the future while it is still pending can run it right there. */
+    void *(*task_fn)(void *);
+    void *task_arg;
+    void *task_pool;
 };
 
 #define CONCUR__FUTURE_CACHE_MAX 1024
@@ -1458,8 +1463,16 @@ CONCUR__PRIVATE int concur__future_is_done(concur_future *f) {
     return concur__load(&f->state, ACQUIRE) == CONCUR__F_DONE;
 }
 
+/* Set by the pool section: runs a pending submitted task inline when the waiting
+   thread is a worker of its pool. Returns 1 when it ran (and completed) it. */
+static int (*concur__future_run_inline)(concur_future *f);
+
 CONCUR__PRIVATE int concur__future_wait_deadline(concur_future *f, int64_t deadline) {
     if (concur__future_is_done(f)) return 0;
+    if (f->task_pool) {
+        int (*run_inline)(concur_future *) = concur__load(&concur__future_run_inline, ACQUIRE);
+        if (run_inline && run_inline(f)) return 0;
+    }
     concur__lock(&f->lock);
     if (concur__future_is_done(f)) { concur__unlock(&f->lock); return 0; }
     if (deadline != CONCUR__NEVER && concur__now_ns() >= deadline) {
@@ -1846,23 +1859,43 @@ CONCUR__COLD void concur__drain(concur__worker *w, uint32_t h0) {
     while (w->head > h0) concur__dq_sync_top(w);
 }
 
+/* Runs a submitted task whose future the caller has just moved to RUNNING. */
+CONCUR__PRIVATE void concur__run_claimed(concur_future *f, concur__fnptr fn, void *arg) {
+    uintptr_t saved_ctx = concur__cur_ctx;
+    int32_t saved_err = concur__submit_err;
+    concur__cur_ctx = (uintptr_t)f | CONCUR__REC_SUBMIT;
+    concur__submit_err = 0;
+    void *value = ((concur_task_fn)fn)(arg);
+    int32_t err = concur__submit_err;
+    concur__cur_ctx = saved_ctx;
+    concur__submit_err = saved_err;
+    if (err) concur_future_set_error(f, err);
+    else concur_future_set_value(f, value);
+}
+
 CONCUR__COLD void concur__run_submit(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
     uint32_t h0 = w->head;
     concur_future *f = (concur_future *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
-    if (concur_future_set_running(f) == 0) {
-        uintptr_t saved_ctx = concur__cur_ctx;
-        int32_t saved_err = concur__submit_err;
-        concur__cur_ctx = ctx;
-        concur__submit_err = 0;
-        void *value = ((concur_task_fn)fn)(arg);
-        int32_t err = concur__submit_err;
-        concur__cur_ctx = saved_ctx;
-        concur__submit_err = saved_err;
-        if (err) concur_future_set_error(f, err);
-        else concur_future_set_value(f, value);
-    }
+    /* Fails when the task was cancelled, or already run by a worker waiting on it. */
+    if (concur_future_set_running(f) == 0) concur__run_claimed(f, fn, arg);
     concur_future_release(f); /* the pool's reference */
     if (w->head > h0) concur__drain(w, h0);
+}
+
+/* A worker waiting on a pending task of its own pool runs it inline (ForkJoinPool's
+   join does the same): that task may be queued behind other tasks that block, or in
+   a batch on a worker that is itself waiting, and helping with unrelated tasks until
+   it surfaces can exhaust every worker. The claim is the same CAS that decides
+   against cancel, so the task still runs exactly once: the queued record finds the
+   future no longer pending and is skipped. */
+CONCUR__PRIVATE int concur__pool_run_inline(concur_future *f) {
+    concur__worker *w = concur__cur_worker;
+    if (!w || (void *)w->pool != f->task_pool || !f->task_fn) return 0;
+    if (concur_future_set_running(f) != 0) return 0;
+    uint32_t h0 = w->head;
+    concur__run_claimed(f, (concur__fnptr)f->task_fn, f->task_arg);
+    if (w->head > h0) concur__drain(w, h0);
+    return 1;
 }
 
 /* Runs one task on w. Afterwards it joins whatever the task left on w's deque (a task
@@ -2246,6 +2279,7 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
     uint32_t cap = d.deque_size ? (uint32_t)d.deque_size : 8192;
     concur_pool *p = (concur_pool *)concur__malloc(sizeof *p);
     if (!p) { errno = ENOMEM; return NULL; }
+    concur__store(&concur__future_run_inline, &concur__pool_run_inline, RELEASE);
     memset(p, 0, sizeof *p);
     p->nworkers = n;
     p->spin_ns = d.spin_us < 0 ? 0 : (int64_t)(d.spin_us ? d.spin_us : 50) * 1000;
@@ -2289,6 +2323,9 @@ CONCUR_API concur_future *concur_pool_submit(concur_pool *pool, concur_task_fn f
     concur_future *f = concur_future_create();
     if (!f) return NULL;
     f->refs = 2; /* the caller's and the pool's; nobody else has seen f yet */
+    f->task_fn = fn;
+    f->task_arg = arg;
+    f->task_pool = pool;
     int rc = concur__inject(pool, (concur__fnptr)fn, arg, (uintptr_t)f | CONCUR__REC_SUBMIT);
     if (rc) {
         concur_future_set_error(f, rc);
