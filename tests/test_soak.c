@@ -1,21 +1,20 @@
-/* Soak: several threads throw a mixed workload at one pool for a bounded time (2 s by
+/* Soak: several threads throw a mixed workload at one pool for a bounded time (1 s by
    default; CONCUR_SOAK_SECONDS=600 by hand): plain tasks, fork-join tasks, tasks that
    wait on other tasks, tasks that fail, random cancellations and waits with short
    timeouts. Afterwards every task must have ended exactly once: it ran once and its
    future holds its outcome, or it never ran and its future says cancelled. */
 #include "test.h"
 
-enum { KINDS = 4, MAX_TASKS = 400000, SUBMITTERS = 3 };
+enum { KINDS = 4, SUBMITTERS = 3 };
 
 typedef struct soak {
     concur_pool *pool;
     double until;
-    unsigned char *runs; /* per task: how many times it ran */
-    long next_id;
+    long total_runs; /* every run of every task, to catch a second run at any time */
     long submitted, cancelled, failed, ran_ok, timeouts;
 } soak;
 
-typedef struct task { soak *s; long id; int kind; } task;
+typedef struct task { soak *s; int kind; unsigned runs; } task;
 
 static void leaf(void *arg) { __atomic_add_fetch((long *)arg, 1, __ATOMIC_RELAXED); }
 
@@ -23,7 +22,8 @@ static void *small_value(void *arg) { return arg; }
 
 static void *run_task(void *arg) {
     task *t = (task *)arg;
-    __atomic_add_fetch(&t->s->runs[t->id], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->runs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->s->total_runs, 1, __ATOMIC_RELAXED);
     switch (t->kind) {
     case 0: /* plain */
         return t;
@@ -65,7 +65,7 @@ static void settle(soak *s, concur_future *f, task *t) {
     /* Short timeouts race the completion on purpose; the loop ends when it is done. */
     while ((rc = concur_future_result(f, 0.0002, &v)) == -ETIMEDOUT)
         __atomic_add_fetch(&s->timeouts, 1, __ATOMIC_RELAXED);
-    unsigned runs = __atomic_load_n(&s->runs[t->id], __ATOMIC_RELAXED);
+    unsigned runs = __atomic_load_n(&t->runs, __ATOMIC_RELAXED);
     if (rc == -ECANCELED) {
         CHECK_EQ(runs, 0);
         __atomic_add_fetch(&s->cancelled, 1, __ATOMIC_RELAXED);
@@ -91,10 +91,8 @@ static void *submitter(void *arg) {
     while (concur_now() < s->until) {
         int n = 0;
         for (; n < WINDOW; n++) {
-            long id = __atomic_fetch_add(&s->next_id, 1, __ATOMIC_RELAXED);
-            if (id >= MAX_TASKS) break;
             ts[n].s = s;
-            ts[n].id = id;
+            ts[n].runs = 0;
             ts[n].kind = (int)(next_rand(&seed) % KINDS);
             fs[n] = concur_pool_submit(s->pool, run_task, &ts[n]);
             REQUIRE(fs[n]);
@@ -102,7 +100,6 @@ static void *submitter(void *arg) {
         }
         __atomic_add_fetch(&s->submitted, n, __ATOMIC_RELAXED);
         for (int i = 0; i < n; i++) settle(s, fs[i], &ts[i]);
-        if (n < WINDOW) break;
     }
     return NULL;
 }
@@ -111,10 +108,8 @@ static void test_soak(void) {
     soak s;
     memset(&s, 0, sizeof s);
     const char *secs = getenv("CONCUR_SOAK_SECONDS");
-    double seconds = secs ? atof(secs) : 2.0;
-    if (getenv("CONCUR_TEST_QUICK")) seconds = 0.5;
-    s.runs = (unsigned char *)calloc(MAX_TASKS, 1);
-    REQUIRE(s.runs);
+    double seconds = secs ? atof(secs) : 1.0;
+    if (getenv("CONCUR_TEST_QUICK")) seconds = 0.3;
     s.pool = concur_pool_create(&(concur_pool_desc){.threads = 3});
     REQUIRE(s.pool);
     double start = concur_now();
@@ -125,13 +120,12 @@ static void test_soak(void) {
     CHECK_EQ(concur_pool_destroy(s.pool), 0);
     double elapsed = concur_now() - start;
     CHECK_EQ(s.cancelled + s.failed + s.ran_ok, s.submitted);
-    long bad = 0;
-    for (long i = 0; i < s.submitted && i < MAX_TASKS; i++) bad += s.runs[i] > 1;
-    CHECK_EQ(bad, 0); /* nothing ran twice */
+    /* After destroy every queued record has been dealt with: a task run a second time
+       (say by a stale queued record after an inline run) would show here. */
+    CHECK_EQ(s.total_runs, s.ran_ok + s.failed);
     CHECK(s.submitted > 0);
     printf("soak: %.1f s, %ld tasks: %ld ran, %ld failed, %ld cancelled; %ld waits timed out\n",
            elapsed, s.submitted, s.ran_ok, s.failed, s.cancelled, s.timeouts);
-    free(s.runs);
 }
 
 int main(void) {
