@@ -1941,8 +1941,12 @@ CONCUR__PRIVATE void concur__dq_grow_split(concur__worker *w) {
     concur__pool_notify(w->pool, 0);
 }
 
-/* Owner, after pushing record h while thieves asked for work or took everything. */
+/* Owner, after pushing record h while thieves asked for work, took everything, or
+   slept. A sleeping worker never asks for work, so without a hint here it could
+   sleep through a whole fork-join computation (seen: one run in twelve ran on one
+   worker). The hint is gated: at most one wake-up in flight. */
 CONCUR__COLD void concur__dq_push_slow(concur__worker *w, uint32_t h) {
+    if (concur__load(&w->pool->sleepers, RELAXED)) concur__pool_notify(w->pool, 0);
     if (concur__load(&w->allstolen, RELAXED)) {
         /* Everything below was stolen: restart the shared region here, with this
            record shared at once since thieves are evidently hungry. No thief CASes
@@ -1970,7 +1974,8 @@ CONCUR__HOT int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, 
     concur__store(&r->thief, 0, RELAXED);
     concur__store(&r->done, 0, RELAXED);
     w->head = h + 1;
-    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED)))
+    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED) |
+                         concur__load(&w->pool->sleepers, RELAXED)))
         concur__dq_push_slow(w, h);
     return 1;
 }
@@ -2492,7 +2497,8 @@ CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
     concur__store(&r->thief, 0, RELAXED);
     concur__store(&r->done, 0, RELAXED);
     w->head = h + 1;
-    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED)))
+    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED) |
+                         concur__load(&w->pool->sleepers, RELAXED)))
         return concur__spawn_pushed_slow(w, h);
     return 0;
 }
