@@ -2026,16 +2026,22 @@ CONCUR__PRIVATE void concur__leapfrog(concur__worker *w, concur__rec *r) {
     }
 }
 
+/* Owner: pops record t, which nobody else can take any more, and runs it. */
+CONCUR__HOT void concur__dq_pop_run(concur__worker *w, uint32_t t) {
+    concur__rec *r = &w->dq[t];
+    concur__fnptr fn = r->fn;
+    void *arg = r->arg;
+    uintptr_t ctx = r->ctx;
+    w->head = t; /* the task may push at t again */
+    concur__run(w, fn, arg, ctx);
+}
+
 /* Owner: the top record is in the shared part: take it back or wait for its thief. */
 CONCUR__COLD void concur__dq_sync_slow(concur__worker *w) {
     uint32_t t = w->head - 1;
     concur__rec *r = &w->dq[t];
     if (!concur__load(&w->allstolen, RELAXED) && concur__dq_shrink(w)) {
-        concur__fnptr fn = r->fn;
-        void *arg = r->arg;
-        uintptr_t ctx = r->ctx;
-        w->head = t; /* the task may push at t again */
-        concur__run(w, fn, arg, ctx);
+        concur__dq_pop_run(w, t);
         return;
     }
     concur__leapfrog(w, r);
@@ -2060,12 +2066,7 @@ CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
             concur__dq_grow_split(w);
             w->head = t + 1;
         }
-        concur__rec *r = &w->dq[t];
-        concur__fnptr fn = r->fn;
-        void *arg = r->arg;
-        uintptr_t ctx = r->ctx;
-        w->head = t; /* the task may push at t again */
-        concur__run(w, fn, arg, ctx);
+        concur__dq_pop_run(w, t);
         return;
     }
     concur__dq_sync_slow(w);
