@@ -1961,10 +1961,12 @@ CONCUR__COLD void concur__dq_push_slow(concur__worker *w, uint32_t h) {
     }
 }
 
-/* Owner: pushes a record; 0 when the deque is full. */
-CONCUR__HOT int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
+/* Owner: writes a record at head (the caller checked for room). Nonzero when
+   concur__dq_push_slow must follow: thieves asked for work, took everything, or a
+   worker sleeps. It does not call it itself, so that concur_spawn can stay a leaf. */
+CONCUR__HOT int concur__dq_put(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
     uint32_t h = w->head;
-    if (CONCUR__UNLIKELY(h == w->cap)) return 0;
+    CONCUR__CHECK(h < w->cap);
     CONCUR__CHECK(concur__load(&w->allstolen, RELAXED) ||
                   CONCUR__TS_TAIL(concur__load(&w->ts, RELAXED)) <= h);
     concur__rec *r = &w->dq[h];
@@ -1974,9 +1976,14 @@ CONCUR__HOT int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, 
     concur__store(&r->thief, 0, RELAXED);
     concur__store(&r->done, 0, RELAXED);
     w->head = h + 1;
-    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED) |
-                         concur__load(&w->pool->sleepers, RELAXED)))
-        concur__dq_push_slow(w, h);
+    return (int)(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED) |
+                 concur__load(&w->pool->sleepers, RELAXED));
+}
+
+/* Owner: pushes a record; 0 when the deque is full. */
+CONCUR__HOT int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
+    if (CONCUR__UNLIKELY(w->head == w->cap)) return 0;
+    if (CONCUR__UNLIKELY(concur__dq_put(w, fn, arg, ctx))) concur__dq_push_slow(w, w->head - 1);
     return 1;
 }
 
@@ -2490,17 +2497,8 @@ CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
     concur__worker *w = concur__cur_worker;
     if (CONCUR__UNLIKELY(!g || !fn || !w || w != g->concur__worker || w->head == w->cap))
         return concur__spawn_slow(g, fn, arg);
-    uint32_t h = w->head;
-    concur__rec *r = &w->dq[h];
-    r->fn = (concur__fnptr)fn;
-    r->arg = arg;
-    r->ctx = (uintptr_t)g;
-    concur__store(&r->thief, 0, RELAXED);
-    concur__store(&r->done, 0, RELAXED);
-    w->head = h + 1;
-    if (CONCUR__UNLIKELY(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED) |
-                         concur__load(&w->pool->sleepers, RELAXED)))
-        return concur__spawn_pushed_slow(w, h);
+    if (CONCUR__UNLIKELY(concur__dq_put(w, (concur__fnptr)fn, arg, (uintptr_t)g)))
+        return concur__spawn_pushed_slow(w, w->head - 1);
     return 0;
 }
 
