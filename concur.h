@@ -3,11 +3,11 @@
    concur.h gives a C program what Python spreads over threading, concurrent.futures,
    multiprocessing and asyncio: sync primitives (mutex, semaphore, event, wait group,
    channel), futures that every engine completes, a work-stealing thread pool with
-   fork-join and parallel for, and (as they land) a process pool and a stackful-
-   coroutine I/O loop. Every blocking call takes a timeout in seconds and is
+   fork-join and parallel for, a stackful-coroutine I/O loop, and (as it lands) a
+   process pool. Every blocking call takes a timeout in seconds and is
    context-aware: it parks whatever is running it (a thread sleeps, a pool worker runs
-   other tasks meanwhile; coroutines will plug into the same waiter seam), so helper
-   code written once works everywhere.
+   other tasks meanwhile, a coroutine lets its loop run the others), so helper code
+   written once works everywhere.
 
    Quick start: copy this file into your project, and in exactly ONE .c file write
 
@@ -50,6 +50,10 @@
      CONCUR_NO_PROCESS        leave out the process pool
      CONCUR_NO_IO             leave out the coroutine I/O loop
      CONCUR_NO_FUTEX          park threads on mutex+condvar instead of Linux futexes
+     CONCUR_CORO_UCONTEXT     switch coroutines with swapcontext instead of assembly
+                              (automatic on other than x86_64 and aarch64)
+     CONCUR_IO_POLL           the loop uses poll() instead of epoll
+     CONCUR_NO_VALGRIND       leave out the valgrind stack annotations
 
    Grep-able section anchors: >>config >>api >>platform >>waiter >>sync >>chan
    >>future >>pool >>coro >>loop >>process. License (MIT) at the end of the file. */
@@ -67,6 +71,10 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifndef CONCUR_NO_IO
+#  include <sys/types.h>
+#  include <sys/socket.h>
+#endif
 
 #ifndef CONCUR_API
 #  ifdef CONCUR_STATIC
@@ -406,6 +414,121 @@ CONCUR_API int concur_group_wait(concur_group *g);
    begin > end). */
 CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end, int64_t grain,
                                    void (*body)(int64_t lo, int64_t hi, void *ctx), void *ctx);
+
+#ifndef CONCUR_NO_IO
+/* ---- coroutines and the I/O loop (asyncio's job) ---------------------------------
+   A loop runs stackful coroutines on one thread: each coroutine is plain blocking-
+   style code, and every blocking call of this library (the fd wrappers below,
+   concur_sleep, futures, channels, semaphores, events, wait groups) parks the
+   coroutine and lets the loop run the others. Coroutines never move between threads,
+   so thread-locals stay valid inside them. Outside a coroutine the same calls block
+   the calling thread, so helper code works in both worlds.
+
+   Not coroutine-aware: concur_mutex (it blocks the whole loop; use a semaphore of 1
+   across a blocking call), and any foreign blocking call (plain read(), sleep(),
+   getaddrinfo()): run those on the thread pool and await the future. */
+typedef struct concur_loop concur_loop;
+typedef struct concur_co concur_co;
+
+enum { CONCUR_BACKEND_AUTO = 0, CONCUR_BACKEND_EPOLL = 1, CONCUR_BACKEND_POLL = 2 };
+/* Event bits for concur_wait_fd. */
+enum { CONCUR_READABLE = 1, CONCUR_WRITABLE = 2 };
+
+typedef struct concur_loop_desc {
+    /* Usable stack bytes per coroutine, rounded up to pages; 0: 256 KiB. Stacks are
+       reserved, not committed: a coroutine costs only the pages it touches. A guard
+       page below each stack turns an overflow into a reported crash. */
+    size_t stack_size;
+    /* CONCUR_BACKEND_AUTO (epoll on Linux), _EPOLL or _POLL. */
+    int backend;
+    /* Finished coroutines' stacks kept for reuse; 0: 256, negative: none. */
+    int stack_cache;
+} concur_loop_desc;
+
+/* A loop, not yet bound to a thread (the thread that calls concur_loop_run runs it).
+   desc may be NULL. NULL with errno EINVAL (bad backend, stack_size over 1 GiB),
+   ENOMEM, or the error of epoll_create1/eventfd. Thread-safe. */
+CONCUR_API concur_loop *concur_loop_create(const concur_loop_desc *desc);
+/* Runs the loop on the calling thread until no coroutine is left (started ones and
+   those queued by concur_go). 0, -EINVAL, -EBUSY (the loop runs already, or this
+   thread runs another loop). */
+CONCUR_API int concur_loop_run(concur_loop *loop);
+/* Frees an idle loop. 0, -EINVAL, -EBUSY while coroutines are alive or queued or the
+   loop is running (nothing happens then). */
+CONCUR_API int concur_loop_destroy(concur_loop *loop);
+/* The loop running on this thread, or NULL. */
+CONCUR_API concur_loop *concur_loop_current(void);
+
+/* Starts fn(arg) as a coroutine on loop (NULL: the current loop). Thread-safe: any
+   thread may start coroutines on any loop; from another thread (or before the loop
+   runs) the coroutine starts at the loop's next turn. The handle must be given back
+   with concur_join or concur_detach, like a pthread. NULL with errno EINVAL (no loop,
+   NULL fn) or ENOMEM. */
+CONCUR_API concur_co *concur_go(concur_loop *loop, void *(*fn)(void *arg), void *arg);
+/* Waits until co has finished, stores fn's return value in *result (may be NULL) and
+   frees the handle. From a coroutine this parks it; from a thread it blocks. 0,
+   -ETIMEDOUT (the handle stays valid), -ECANCELED (co was cancelled before it started;
+   the handle is freed), -EDEADLK (co is the caller), -EINVAL. */
+CONCUR_API int concur_join(concur_co *co, double timeout, void **result);
+/* Gives the handle back without waiting; the coroutine runs on. 0 or -EINVAL. */
+CONCUR_API int concur_detach(concur_co *co);
+/* Asks co to stop: its current blocking call, or its next one, returns -ECANCELED
+   (once: the coroutine decides what to do next, as with asyncio's CancelledError). A
+   coroutine that has not started yet never runs (concur_join returns -ECANCELED).
+   Thread-safe. 0, -EALREADY (co has finished), -EINVAL. */
+CONCUR_API int concur_cancel(concur_co *co);
+/* The running coroutine, or NULL outside one. */
+CONCUR_API concur_co *concur_co_current(void);
+/* Lets the loop run every other ready coroutine (and poll for I/O) before this one
+   continues. Outside a coroutine: sched_yield(). 0, or -ECANCELED. */
+CONCUR_API int concur_yield(void);
+/* Sleeps for seconds (parks a coroutine, blocks a thread). 0, -ECANCELED, -EINVAL
+   (negative or NaN). */
+CONCUR_API int concur_sleep(double seconds);
+
+/* fd wrappers. Each takes a timeout, returns a negative errno on failure (-ETIMEDOUT,
+   -ECANCELED, the syscall's own error) and survives EINTR. In a coroutine the fd is
+   switched to O_NONBLOCK the first time a wrapper sees it, and waiting parks the
+   coroutine; in a thread the call blocks (with poll for the timeout). A SIGPIPE is
+   never raised: writes to a closed peer return -EPIPE. */
+
+/* Waits until fd is ready for events (CONCUR_READABLE | CONCUR_WRITABLE). Returns the
+   ready bits (> 0; a hang-up or error reports both requested bits so the next call
+   sees the error), or -ETIMEDOUT, -ECANCELED, -EBADF (fd closed with concur_close
+   meanwhile), -EBUSY (another coroutine already waits for the same direction). */
+CONCUR_API int concur_wait_fd(int fd, int events, double timeout);
+/* One read(2): the bytes read (> 0), 0 at end of file, or a negative errno. */
+CONCUR_API ssize_t concur_read(int fd, void *buf, size_t len, double timeout);
+/* Writes all len bytes: len, or a negative errno with the count that did get written
+   in *written (may be NULL; set in both cases). */
+CONCUR_API ssize_t concur_write(int fd, const void *buf, size_t len, double timeout, size_t *written);
+/* One recv(2) with flags: the bytes received, 0 when the peer closed, or -errno. */
+CONCUR_API ssize_t concur_recv(int fd, void *buf, size_t len, int flags, double timeout);
+/* Sends all len bytes with send(2) flags (MSG_NOSIGNAL is always added): len, or a
+   negative errno with the count sent in *sent (may be NULL). */
+CONCUR_API ssize_t concur_send(int fd, const void *buf, size_t len, int flags, double timeout,
+                               size_t *sent);
+/* Accepts a connection: the new fd (non-blocking, close-on-exec), or -errno. addr and
+   addrlen as for accept(2), may be NULL. */
+CONCUR_API int concur_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, double timeout);
+/* Connects fd to addr within timeout. 0 or -errno (-ECONNREFUSED, -ETIMEDOUT ...). */
+CONCUR_API int concur_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, double timeout);
+/* Closes fd; a coroutine of this thread's loop that waits on it wakes with -EBADF,
+   and no stale event for the old fd reaches a new one with the same number. Use it
+   instead of close(2) for fds that coroutines wait on. 0 or -errno. */
+CONCUR_API int concur_close(int fd);
+/* A listening TCP socket (SO_REUSEADDR, non-blocking, close-on-exec) on host:port.
+   host NULL or "" = every IPv4 address; port 0 = any free port (see
+   concur_tcp_local_port). The fd, or -errno (-EADDRINUSE, -EINVAL for a bad port). */
+CONCUR_API int concur_tcp_listen(const char *host, int port, int backlog);
+/* A TCP connection to host:port (names are resolved on a helper thread so that a
+   coroutine's loop never blocks on DNS); tries each address in turn within timeout.
+   The fd (non-blocking, close-on-exec), or -errno (-ECONNREFUSED, -ETIMEDOUT,
+   -EHOSTUNREACH, -ENOENT for an unknown name). */
+CONCUR_API int concur_tcp_dial(const char *host, int port, double timeout);
+/* The local port of a bound socket, or -errno. */
+CONCUR_API int concur_tcp_local_port(int fd);
+#endif /* CONCUR_NO_IO */
 
 #ifdef __cplusplus
 }
@@ -2600,6 +2723,1551 @@ CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end
     concur_future_release(f);
     return rc;
 }
+
+#ifndef CONCUR_NO_IO
+/* >>coro ---------------------------------------------------------------------------
+   Context switch and stacks. A switch saves exactly what the C ABI makes the callee
+   preserve (plus the floating-point control words, which are per thread state that a
+   coroutine must not leak into another) on the old stack, stores the stack pointer,
+   and loads the other one: about 20 instructions. Other architectures, and builds
+   with CONCUR_CORO_UCONTEXT, use swapcontext, which also saves the signal mask with a
+   system call (about 20x slower, still correct). */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#ifdef __linux__
+#  include <sys/epoll.h>
+#  include <sys/eventfd.h>
+#endif
+
+/* glibc hides part of POSIX.1-2008 and the Linux extensions under strict -std=c99
+   (without feature macros). The loop then does without them: no name resolution
+   (numeric addresses and "localhost" only), no stack-overflow message. */
+#if defined(_GNU_SOURCE) || defined(_DEFAULT_SOURCE) || defined(__cplusplus) ||            \
+    (defined(_POSIX_C_SOURCE) && _POSIX_C_SOURCE >= 200809L) || !defined(__GLIBC__)
+#  define CONCUR__POSIX2008 1
+#endif
+#if !defined(MAP_ANONYMOUS) && defined(__linux__)
+#  define MAP_ANONYMOUS 0x20
+#endif
+#if !defined(MAP_NORESERVE) && defined(__linux__) && (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__riscv))
+#  define MAP_NORESERVE 0x4000
+#endif
+#ifndef MAP_NORESERVE
+#  define MAP_NORESERVE 0
+#endif
+#ifndef MAP_STACK
+#  define MAP_STACK 0
+#endif
+/* accept4 is a GNU extension even in gnu modes; its declaration is the same in glibc
+   and musl. */
+#if defined(__linux__) && !defined(__cplusplus) && !defined(_GNU_SOURCE)
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+#endif
+#if defined(__linux__) && !defined(__cplusplus) && !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE)
+int madvise(void *addr, size_t len, int advice);
+#endif
+
+#if !defined(CONCUR_CORO_UCONTEXT) && !(defined(__x86_64__) && !defined(__ILP32__)) && !defined(__aarch64__)
+#  define CONCUR_CORO_UCONTEXT 1
+#endif
+#ifdef CONCUR_CORO_UCONTEXT
+#  include <ucontext.h>
+#endif
+
+/* Sanitizer and valgrind annotations: each must be told when the stack changes. */
+#if defined(__SANITIZE_ADDRESS__)
+#  define CONCUR__ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define CONCUR__ASAN 1
+#  endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#  define CONCUR__TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define CONCUR__TSAN 1
+#  endif
+#endif
+#ifdef CONCUR__ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+#endif
+#ifdef CONCUR__TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
+#if !defined(CONCUR_NO_VALGRIND) && defined(__has_include)
+#  if __has_include(<valgrind/valgrind.h>)
+#    include <valgrind/valgrind.h>
+#    define CONCUR__VALGRIND 1
+#  endif
+#endif
+
+typedef struct concur__ctx {
+#ifdef CONCUR_CORO_UCONTEXT
+    ucontext_t uc;
+#else
+    void *sp;
+#endif
+} concur__ctx;
+
+#ifndef CONCUR_CORO_UCONTEXT
+/* void concur__ctx_swap_asm(void **save_sp, void *load_sp). The symbol is local to
+   the object file (no .globl), so two CONCUR_STATIC copies never clash. */
+void concur__ctx_swap_asm(void **save_sp, void *load_sp);
+#  if defined(__x86_64__)
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".type concur__ctx_swap_asm,@function\n"
+        "concur__ctx_swap_asm:\n"
+        "  pushq %rbp\n"
+        "  pushq %rbx\n"
+        "  pushq %r12\n"
+        "  pushq %r13\n"
+        "  pushq %r14\n"
+        "  pushq %r15\n"
+        "  subq $8, %rsp\n"
+        "  stmxcsr (%rsp)\n"
+        "  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  ldmxcsr (%rsp)\n"
+        "  fldcw 4(%rsp)\n"
+        "  addq $8, %rsp\n"
+        "  popq %r15\n"
+        "  popq %r14\n"
+        "  popq %r13\n"
+        "  popq %r12\n"
+        "  popq %rbx\n"
+        "  popq %rbp\n"
+        "  ret\n"
+        ".size concur__ctx_swap_asm,.-concur__ctx_swap_asm\n");
+
+CONCUR__PRIVATE void concur__ctx_make(concur__ctx *c, void *lo, size_t size, void (*entry)(void)) {
+    uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)(top - 72);
+    uint32_t fpu[2] = {0x1F80u, 0x037Fu}; /* MXCSR and x87 control word at reset */
+    memcpy(sp, fpu, sizeof fpu);
+    memset(sp + 1, 0, 6 * sizeof(uint64_t)); /* r15 r14 r13 r12 rbx rbp */
+    sp[7] = (uint64_t)(uintptr_t)entry;      /* ret lands here with rsp = 8 mod 16 */
+    sp[8] = 0;                               /* entry's own return address: none */
+    c->sp = sp;
+}
+#  elif defined(__aarch64__)
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".type concur__ctx_swap_asm,%function\n"
+        "concur__ctx_swap_asm:\n"
+        "  sub sp, sp, #176\n"
+        "  stp x19, x20, [sp, #0]\n"
+        "  stp x21, x22, [sp, #16]\n"
+        "  stp x23, x24, [sp, #32]\n"
+        "  stp x25, x26, [sp, #48]\n"
+        "  stp x27, x28, [sp, #64]\n"
+        "  stp x29, x30, [sp, #80]\n"
+        "  stp d8, d9, [sp, #96]\n"
+        "  stp d10, d11, [sp, #112]\n"
+        "  stp d12, d13, [sp, #128]\n"
+        "  stp d14, d15, [sp, #144]\n"
+        "  mrs x9, fpcr\n"
+        "  str x9, [sp, #160]\n"
+        "  mov x9, sp\n"
+        "  str x9, [x0]\n"
+        "  mov sp, x1\n"
+        "  ldp x19, x20, [sp, #0]\n"
+        "  ldp x21, x22, [sp, #16]\n"
+        "  ldp x23, x24, [sp, #32]\n"
+        "  ldp x25, x26, [sp, #48]\n"
+        "  ldp x27, x28, [sp, #64]\n"
+        "  ldp x29, x30, [sp, #80]\n"
+        "  ldp d8, d9, [sp, #96]\n"
+        "  ldp d10, d11, [sp, #112]\n"
+        "  ldp d12, d13, [sp, #128]\n"
+        "  ldp d14, d15, [sp, #144]\n"
+        "  ldr x9, [sp, #160]\n"
+        "  msr fpcr, x9\n"
+        "  add sp, sp, #176\n"
+        "  ret\n"
+        ".size concur__ctx_swap_asm,.-concur__ctx_swap_asm\n");
+
+CONCUR__PRIVATE void concur__ctx_make(concur__ctx *c, void *lo, size_t size, void (*entry)(void)) {
+    uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)(top - 176);
+    memset(sp, 0, 176);               /* x19..x29 = 0, FPCR = 0 (round to nearest) */
+    sp[11] = (uint64_t)(uintptr_t)entry; /* x30: ret jumps there with sp = top */
+    c->sp = sp;
+}
+#  endif
+
+CONCUR__HOT void concur__ctx_swap(concur__ctx *from, concur__ctx *to) {
+    concur__ctx_swap_asm(&from->sp, to->sp);
+}
+#else
+CONCUR__PRIVATE void concur__ctx_make(concur__ctx *c, void *lo, size_t size, void (*entry)(void)) {
+    getcontext(&c->uc);
+    c->uc.uc_stack.ss_sp = lo;
+    c->uc.uc_stack.ss_size = size;
+    c->uc.uc_link = NULL;
+    makecontext(&c->uc, entry, 0);
+}
+
+CONCUR__PRIVATE void concur__ctx_swap(concur__ctx *from, concur__ctx *to) {
+    swapcontext(&from->uc, &to->uc);
+}
+#endif
+
+/* ---- stacks: mmap'd, a guard page below, cached per loop ---- */
+typedef struct concur__stack concur__stack;
+struct concur__stack {
+    char *map;      /* the mapping: guard page, then the usable stack */
+    size_t size;    /* usable bytes, above the guard */
+    concur__stack *next_free;
+    unsigned vg_id;
+};
+
+CONCUR__PRIVATE size_t concur__page_size(void) {
+    static size_t page;
+    if (!page) {
+        long p = sysconf(_SC_PAGESIZE);
+        page = p > 0 ? (size_t)p : 4096;
+    }
+    return page;
+}
+
+#ifndef MADV_GUARD_INSTALL
+#  define MADV_GUARD_INSTALL 102
+#endif
+
+/* The guard costs no extra mapping with MADV_GUARD_INSTALL (Linux 6.13+); otherwise
+   mprotect splits the mapping in two, and vm.max_map_count (65530 by default) caps
+   live coroutines at about 32 000. */
+CONCUR__PRIVATE concur__stack *concur__stack_new(size_t size) {
+    size_t page = concur__page_size();
+    concur__stack *s = (concur__stack *)concur__malloc(sizeof *s);
+    if (!s) return NULL;
+    if (CONCUR__FAULT(CONCUR_FAULT_MALLOC)) { CONCUR_FREE(s); return NULL; }
+    void *m = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) { CONCUR_FREE(s); return NULL; }
+    if (madvise(m, page, MADV_GUARD_INSTALL) != 0 && mprotect(m, page, PROT_NONE) != 0) {
+        munmap(m, size + page);
+        CONCUR_FREE(s);
+        return NULL;
+    }
+    s->map = (char *)m;
+    s->size = size;
+    s->next_free = NULL;
+    s->vg_id = 0;
+#ifdef CONCUR__VALGRIND
+    s->vg_id = VALGRIND_STACK_REGISTER(s->map + page, s->map + page + size);
+#endif
+    return s;
+}
+
+CONCUR__PRIVATE void concur__stack_free(concur__stack *s) {
+#ifdef CONCUR__VALGRIND
+    VALGRIND_STACK_DEREGISTER(s->vg_id);
+#endif
+    munmap(s->map, s->size + concur__page_size());
+    CONCUR_FREE(s);
+}
+
+CONCUR__PRIVATE char *concur__stack_lo(concur__stack *s) { return s->map + concur__page_size(); }
+
+/* >>loop ---------------------------------------------------------------------------
+   One loop per thread. Coroutines wait through the waiter seam: the loop's park
+   switches back to the loop, and whatever settles the waiter (a waker's unpark, a
+   timer, a cancel, an fd event) makes the coroutine ready again, exactly once,
+   because each of them must first win the waiter's state CAS. Wakers on other
+   threads hand the coroutine over through a locked list and an eventfd.
+
+   fds are registered with epoll once, edge-triggered, for both directions; each
+   registration carries a generation number, so an event that was already fetched
+   for an fd closed by concur_close never reaches a new fd with the same number. */
+
+enum { CONCUR__CO_NEW = 0, CONCUR__CO_READY, CONCUR__CO_RUNNING, CONCUR__CO_PARKED, CONCUR__CO_DONE };
+
+struct concur_co {
+    concur_loop *loop;
+    void *(*fn)(void *);
+    void *arg;
+    void *result;
+    int error;             /* -ECANCELED when cancelled before it started */
+    uint32_t state;        /* CONCUR__CO_*, loop thread only */
+    uint32_t refs;         /* the handle's and the loop's */
+    uint32_t done;         /* published under lock for joiners */
+    uint32_t cancel;       /* a cancel request not yet delivered */
+    uint32_t cancel_queued;/* on the loop's remote cancel list */
+    concur_co *next;       /* ready queue */
+    concur_co *rnext;      /* remote start / wake list */
+    concur_co *cnext;      /* remote cancel list */
+    concur__waiter *waiter;/* while parked */
+    int64_t deadline;
+    size_t heap_idx;       /* 1-based position in the timer heap, 0: none */
+    concur__stack *stack;
+    concur__ctx ctx;
+    concur_mutex lock;     /* joiners */
+    concur__wq joiners;
+#ifdef CONCUR__ASAN
+    void *asan_fake;
+#endif
+#ifdef CONCUR__TSAN
+    void *tsan_fiber;
+#endif
+};
+
+typedef struct concur__fdslot {
+    uint32_t gen;
+    uint8_t registered;
+    uint8_t nonblock;      /* O_NONBLOCK set by us, or found set */
+    uint8_t not_socket;    /* send() said ENOTSOCK: write() from then on */
+    uint8_t always_ready;  /* epoll refuses the fd (a regular file) */
+    concur__waiter *rd, *wr;
+} concur__fdslot;
+
+struct concur_loop {
+    concur__sched sched;     /* first: the seam's callbacks find the loop from it */
+    concur__ctx main_ctx;
+    concur_co *current;
+    concur_co *ready_head, *ready_tail;
+    int64_t live;            /* coroutines queued or alive, atomic */
+    uint32_t running;
+    int backend;
+    int epfd;
+    int wake_rd, wake_wr;    /* eventfd (both the same) or a pipe */
+    concur__fdslot *fds;
+    int nfds;
+    concur_co **heap;
+    size_t heap_len, heap_cap;
+    concur__stack *stack_cache;
+    int cached, cache_max;
+    size_t stack_size;
+    concur_mutex remote_lock;
+    concur_co *remote_head, *remote_tail, *cancel_head;
+    struct pollfd *pfds;     /* poll backend */
+    int *pfd_fds;
+    int pfd_cap;
+    unsigned busy_turns;
+#ifdef CONCUR__ASAN
+    void *asan_fake;
+    const void *main_bottom;
+    size_t main_size;
+#endif
+#ifdef CONCUR__TSAN
+    void *tsan_main;
+#endif
+};
+
+static CONCUR__TLS concur_loop *concur__tls_loop;
+
+CONCUR__PRIVATE concur_co *concur__co_self(void) {
+    concur_loop *L = concur__tls_loop;
+    return L ? L->current : NULL;
+}
+
+CONCUR__PRIVATE void concur__co_release(concur_co *co) {
+    if (concur__fetch_add(&co->refs, (uint32_t)-1, ACQ_REL) == 1) CONCUR_FREE(co);
+}
+
+/* ---- timers: a binary heap of parked coroutines by deadline ---- */
+CONCUR__PRIVATE void concur__heap_set(concur_loop *L, size_t i, concur_co *co) {
+    L->heap[i - 1] = co;
+    co->heap_idx = i;
+}
+
+CONCUR__PRIVATE void concur__heap_up(concur_loop *L, size_t i) {
+    concur_co *co = L->heap[i - 1];
+    while (i > 1 && L->heap[i / 2 - 1]->deadline > co->deadline) {
+        concur__heap_set(L, i, L->heap[i / 2 - 1]);
+        i /= 2;
+    }
+    concur__heap_set(L, i, co);
+}
+
+CONCUR__PRIVATE void concur__heap_down(concur_loop *L, size_t i) {
+    concur_co *co = L->heap[i - 1];
+    for (;;) {
+        size_t c = 2 * i;
+        if (c > L->heap_len) break;
+        if (c < L->heap_len && L->heap[c]->deadline < L->heap[c - 1]->deadline) c++;
+        if (L->heap[c - 1]->deadline >= co->deadline) break;
+        concur__heap_set(L, i, L->heap[c - 1]);
+        i = c;
+    }
+    concur__heap_set(L, i, co);
+}
+
+CONCUR__PRIVATE int concur__heap_add(concur_loop *L, concur_co *co) {
+    if (L->heap_len == L->heap_cap) {
+        size_t cap = L->heap_cap ? L->heap_cap * 2 : 64;
+        concur_co **h = (concur_co **)concur__malloc(cap * sizeof *h);
+        if (!h) return -ENOMEM;
+        if (L->heap_len) memcpy(h, L->heap, L->heap_len * sizeof *h);
+        CONCUR_FREE(L->heap);
+        L->heap = h;
+        L->heap_cap = cap;
+    }
+    L->heap[L->heap_len++] = co;
+    concur__heap_up(L, L->heap_len);
+    return 0;
+}
+
+CONCUR__PRIVATE void concur__heap_remove(concur_loop *L, concur_co *co) {
+    size_t i = co->heap_idx;
+    co->heap_idx = 0;
+    concur_co *last = L->heap[--L->heap_len];
+    if (i - 1 == L->heap_len) return;
+    concur__heap_set(L, i, last);
+    concur__heap_up(L, i);
+    concur__heap_down(L, last->heap_idx);
+}
+
+/* ---- ready queue and hand-over from other threads ---- */
+CONCUR__PRIVATE void concur__ready_push(concur_loop *L, concur_co *co) {
+    if (co->state != CONCUR__CO_NEW) co->state = CONCUR__CO_READY;
+    co->next = NULL;
+    if (L->ready_tail) L->ready_tail->next = co; else L->ready_head = co;
+    L->ready_tail = co;
+}
+
+CONCUR__PRIVATE void concur__loop_signal(concur_loop *L) {
+    uint64_t one = 1;
+    ssize_t n;
+    do n = write(L->wake_wr, &one, L->wake_rd == L->wake_wr ? sizeof one : 1);
+    while (n < 0 && errno == EINTR);
+    /* EAGAIN: the counter or pipe is already full, so the loop wakes anyway. */
+}
+
+CONCUR__PRIVATE void concur__remote_push(concur_loop *L, concur_co *co) {
+    concur__lock(&L->remote_lock);
+    int was_idle = !L->remote_head && !L->cancel_head;
+    co->rnext = NULL;
+    if (L->remote_tail) L->remote_tail->rnext = co;
+    else concur__store(&L->remote_head, co, RELEASE); /* the loop peeks without the lock */
+    L->remote_tail = co;
+    concur__unlock(&L->remote_lock);
+    /* The loop empties both lists before it sleeps, so only the push that finds them
+       empty needs to wake it. */
+    if (was_idle) concur__loop_signal(L);
+}
+
+/* The loop's half of the waiter seam. */
+CONCUR__PRIVATE void concur__loop_unpark(concur__sched *self, void *task) {
+    concur_loop *L = (concur_loop *)self;
+    concur_co *co = (concur_co *)task;
+    if (concur__tls_loop == L) concur__ready_push(L, co);
+    else concur__remote_push(L, co);
+}
+
+CONCUR__PRIVATE void concur__co_suspend(concur_loop *L, concur_co *co) {
+#ifdef CONCUR__ASAN
+    __sanitizer_start_switch_fiber(&co->asan_fake, L->main_bottom, L->main_size);
+#endif
+#ifdef CONCUR__TSAN
+    __tsan_switch_to_fiber(L->tsan_main, 0);
+#endif
+    concur__ctx_swap(&co->ctx, &L->main_ctx);
+#ifdef CONCUR__ASAN
+    __sanitizer_finish_switch_fiber(co->asan_fake, &L->main_bottom, &L->main_size);
+#endif
+}
+
+CONCUR__PRIVATE int concur__take_cancel(concur_co *co) {
+    return concur__xchg(&co->cancel, 0, ACQ_REL) != 0;
+}
+
+CONCUR__PRIVATE int concur__loop_park(concur__sched *self, concur__waiter *w, int64_t deadline) {
+    concur_loop *L = (concur_loop *)self;
+    concur_co *co = (concur_co *)w->task;
+    if (concur__load(&co->cancel, ACQUIRE)) {
+        uint32_t s = CONCUR__W_WAITING;
+        if (concur__cas(&w->state, &s, CONCUR__W_CANCELED, ACQ_REL)) {
+            concur__take_cancel(co);
+            return -ECANCELED;
+        }
+    }
+    co->waiter = w;
+    co->deadline = deadline;
+    if (deadline != CONCUR__NEVER && concur__heap_add(L, co) != 0) {
+        /* No memory for the timer: time out at once rather than wait forever. */
+        uint32_t s = CONCUR__W_WAITING;
+        if (concur__cas(&w->state, &s, CONCUR__W_TIMEDOUT, ACQ_REL)) {
+            co->waiter = NULL;
+            return -ETIMEDOUT;
+        }
+    }
+    int rc;
+    for (;;) {
+        uint32_t s = concur__load(&w->state, ACQUIRE);
+        if (s == CONCUR__W_NOTIFIED) { rc = 0; break; }
+        if (s == CONCUR__W_TIMEDOUT) { rc = -ETIMEDOUT; break; }
+        if (s == CONCUR__W_CANCELED) { rc = -ECANCELED; concur__take_cancel(co); break; }
+        co->state = CONCUR__CO_PARKED;
+        concur__co_suspend(L, co);
+    }
+    if (co->heap_idx) concur__heap_remove(L, co);
+    co->waiter = NULL;
+    return rc;
+}
+
+/* Settles a parked coroutine's waiter from the loop (timer, cancel, close). */
+CONCUR__PRIVATE void concur__co_settle(concur_loop *L, concur_co *co, uint32_t how) {
+    concur__waiter *w = co->waiter;
+    uint32_t s = CONCUR__W_WAITING;
+    if (w && concur__cas(&w->state, &s, how, ACQ_REL)) concur__ready_push(L, co);
+}
+
+/* ---- running coroutines ---- */
+CONCUR__PRIVATE void concur__co_main(void) {
+    concur_loop *L = concur__tls_loop;
+    concur_co *co = L->current;
+#ifdef CONCUR__ASAN
+    __sanitizer_finish_switch_fiber(NULL, &L->main_bottom, &L->main_size);
+#endif
+    co->result = co->fn(co->arg);
+    co->state = CONCUR__CO_DONE;
+#ifdef CONCUR__ASAN
+    __sanitizer_start_switch_fiber(NULL, L->main_bottom, L->main_size);
+#endif
+#ifdef CONCUR__TSAN
+    __tsan_switch_to_fiber(L->tsan_main, 0);
+#endif
+    concur__ctx_swap(&co->ctx, &L->main_ctx);
+    CONCUR_ASSERT(!"concur: a finished coroutine was resumed");
+}
+
+CONCUR__PRIVATE concur__stack *concur__stack_get(concur_loop *L) {
+    concur__stack *s = L->stack_cache;
+    if (s) {
+        L->stack_cache = s->next_free;
+        L->cached--;
+        return s;
+    }
+    return concur__stack_new(L->stack_size);
+}
+
+CONCUR__PRIVATE void concur__stack_put(concur_loop *L, concur__stack *s) {
+    if (L->cached < L->cache_max) {
+        s->next_free = L->stack_cache;
+        L->stack_cache = s;
+        L->cached++;
+    } else {
+        concur__stack_free(s);
+    }
+}
+
+/* On the loop's stack, after the coroutine switched away for the last time (or
+   never started). */
+CONCUR__PRIVATE void concur__co_finish(concur_loop *L, concur_co *co) {
+    if (co->stack) {
+        concur__stack_put(L, co->stack);
+        co->stack = NULL;
+    }
+#ifdef CONCUR__TSAN
+    if (co->tsan_fiber) __tsan_destroy_fiber(co->tsan_fiber);
+    co->tsan_fiber = NULL;
+#endif
+    co->state = CONCUR__CO_DONE;
+    concur__wakelist wl = {NULL};
+    concur__lock(&co->lock);
+    concur__store(&co->done, 1, RELEASE);
+    concur__wq_claim_all(&co->joiners, &wl, 0);
+    concur__unlock(&co->lock);
+    concur__wakelist_fire(&wl);
+    concur__fetch_add(&L->live, -1, ACQ_REL);
+    concur__co_release(co);
+}
+
+CONCUR__PRIVATE void concur__co_resume(concur_loop *L, concur_co *co) {
+    if (co->state == CONCUR__CO_NEW) {
+        if (concur__take_cancel(co)) {
+            co->error = -ECANCELED;
+            concur__co_finish(L, co);
+            return;
+        }
+        if (!co->stack) co->stack = concur__stack_get(L);
+        if (!co->stack) {
+            co->error = -ENOMEM;
+            concur__co_finish(L, co);
+            return;
+        }
+        concur__ctx_make(&co->ctx, concur__stack_lo(co->stack), co->stack->size, concur__co_main);
+#ifdef CONCUR__TSAN
+        co->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    }
+    concur__sched *prev_sched = concur__cur_sched;
+    void *prev_task = concur__cur_task;
+    concur__cur_sched = &L->sched;
+    concur__cur_task = co;
+    L->current = co;
+    co->state = CONCUR__CO_RUNNING;
+#ifdef CONCUR__ASAN
+    __sanitizer_start_switch_fiber(&L->asan_fake, concur__stack_lo(co->stack), co->stack->size);
+#endif
+#ifdef CONCUR__TSAN
+    __tsan_switch_to_fiber(co->tsan_fiber, 0);
+#endif
+    concur__ctx_swap(&L->main_ctx, &co->ctx);
+#ifdef CONCUR__ASAN
+    __sanitizer_finish_switch_fiber(L->asan_fake, NULL, NULL);
+#endif
+    L->current = NULL;
+    concur__cur_sched = prev_sched;
+    concur__cur_task = prev_task;
+    if (co->state == CONCUR__CO_DONE) concur__co_finish(L, co);
+}
+
+/* ---- fd table ---- */
+CONCUR__PRIVATE concur__fdslot *concur__fdslot_of(concur_loop *L, int fd) {
+    if (fd < 0) return NULL;
+    if (fd >= L->nfds) {
+        int n = L->nfds ? L->nfds : 64;
+        while (n <= fd) n *= 2;
+        concur__fdslot *t = (concur__fdslot *)concur__malloc((size_t)n * sizeof *t);
+        if (!t) return NULL;
+        if (L->nfds) memcpy(t, L->fds, (size_t)L->nfds * sizeof *t);
+        memset(t + L->nfds, 0, (size_t)(n - L->nfds) * sizeof *t);
+        CONCUR_FREE(L->fds);
+        L->fds = t;
+        L->nfds = n;
+    }
+    return &L->fds[fd];
+}
+
+/* A new fd with this number exists (accept, socket): forget the old one. */
+CONCUR__PRIVATE void concur__fdslot_reset(concur_loop *L, int fd) {
+    if (fd >= 0 && fd < L->nfds) {
+        concur__fdslot *s = &L->fds[fd];
+        s->gen++;
+        s->registered = s->nonblock = s->not_socket = s->always_ready = 0;
+    }
+}
+
+CONCUR__PRIVATE void concur__fd_wake(concur__fdslot *s, concur__waiter *w, int result) {
+    if (s->rd == w) s->rd = NULL;
+    if (s->wr == w) s->wr = NULL;
+    if (concur__waiter_claim(w)) concur__waiter_publish(w, result);
+}
+
+CONCUR__PRIVATE void concur__fd_event(concur_loop *L, int fd, uint32_t gen, int in, int out, int err) {
+    if (fd < 0 || fd >= L->nfds) return;
+    concur__fdslot *s = &L->fds[fd];
+    if (s->gen != gen) return; /* fetched before the fd was closed: stale */
+    concur__waiter *rd = s->rd, *wr = s->wr;
+    if (rd && (in || err)) concur__fd_wake(s, rd, err ? CONCUR_READABLE | CONCUR_WRITABLE : CONCUR_READABLE);
+    if (wr && wr != rd && (out || err))
+        concur__fd_wake(s, wr, err ? CONCUR_READABLE | CONCUR_WRITABLE : CONCUR_WRITABLE);
+}
+
+/* In a coroutine: parks until fd is ready. Returns ready bits or a negative code. */
+CONCUR__PRIVATE int concur__loop_wait_fd(concur_loop *L, int fd, int events, int64_t deadline) {
+    concur__fdslot *s = concur__fdslot_of(L, fd);
+    if (!s) return fd < 0 ? -EBADF : -ENOMEM;
+    if (s->always_ready) return events;
+#ifdef __linux__
+    if (L->backend == CONCUR_BACKEND_EPOLL && !s->registered) {
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)s->gen << 32);
+        if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            if (errno == EEXIST) {
+                if (epoll_ctl(L->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) return -errno;
+            } else if (errno == EPERM) {
+                s->always_ready = 1; /* regular files never block */
+                return events;
+            } else {
+                return -errno;
+            }
+        }
+        s->registered = 1;
+    }
+#endif
+    if (!s->registered) { /* poll: say EBADF now, not after a turn of the loop */
+        if (fcntl(fd, F_GETFD) < 0) return -errno;
+        s->registered = 1;
+    }
+    if (((events & CONCUR_READABLE) && s->rd) || ((events & CONCUR_WRITABLE) && s->wr))
+        return -EBUSY;
+    concur__waiter w;
+    concur__waiter_init(&w, NULL);
+    if (events & CONCUR_READABLE) s->rd = &w;
+    if (events & CONCUR_WRITABLE) s->wr = &w;
+    int rc = concur__park(&w, deadline);
+    s = &L->fds[fd]; /* the table may have grown meanwhile */
+    if (s->rd == &w) s->rd = NULL;
+    if (s->wr == &w) s->wr = NULL;
+    return rc == 0 ? w.result : rc;
+}
+
+/* ---- polling ---- */
+CONCUR__PRIVATE void concur__drain_wake(concur_loop *L) {
+    char buf[64];
+    while (read(L->wake_rd, buf, sizeof buf) > 0) {
+    }
+}
+
+CONCUR__PRIVATE int concur__poll_timeout_ms(concur_loop *L) {
+    if (L->ready_head) return 0;
+    if (!L->heap_len) return -1;
+    int64_t left = L->heap[0]->deadline - concur__now_ns();
+    if (left <= 0) return 0;
+    /* Round up: waking early would only spin until the deadline. */
+    int64_t ms = (left + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+CONCUR__PRIVATE void concur__poll_io(concur_loop *L) {
+    int timeout = concur__poll_timeout_ms(L);
+#ifdef __linux__
+    if (L->backend == CONCUR_BACKEND_EPOLL) {
+        struct epoll_event evs[256];
+        int n = epoll_wait(L->epfd, evs, 256, timeout);
+        for (int i = 0; i < n; i++) {
+            uint64_t data = evs[i].data.u64;
+            uint32_t e = evs[i].events;
+            if (data == UINT64_MAX) { concur__drain_wake(L); continue; }
+            concur__fd_event(L, (int)(uint32_t)data, (uint32_t)(data >> 32),
+                             (e & (EPOLLIN | EPOLLRDHUP)) != 0, (e & EPOLLOUT) != 0,
+                             (e & (EPOLLERR | EPOLLHUP)) != 0);
+        }
+        return;
+    }
+#endif
+    /* poll(): rebuilt from the waiting fds each turn, O(fds) - the portable path. */
+    int n = 1;
+    for (int fd = 0; fd < L->nfds; fd++)
+        if (L->fds[fd].rd || L->fds[fd].wr) n++;
+    if (n > L->pfd_cap) {
+        int cap = n * 2;
+        struct pollfd *p = (struct pollfd *)concur__malloc((size_t)cap * sizeof *p);
+        int *f = (int *)concur__malloc((size_t)cap * sizeof *f);
+        if (!p || !f) {
+            CONCUR_FREE(p);
+            CONCUR_FREE(f);
+            timeout = timeout < 0 || timeout > 10 ? 10 : timeout; /* retry soon */
+            n = 1;
+        } else {
+            CONCUR_FREE(L->pfds);
+            CONCUR_FREE(L->pfd_fds);
+            L->pfds = p;
+            L->pfd_fds = f;
+            L->pfd_cap = cap;
+        }
+    }
+    struct pollfd local[1];
+    struct pollfd *pf = L->pfds ? L->pfds : local;
+    pf[0].fd = L->wake_rd;
+    pf[0].events = POLLIN;
+    pf[0].revents = 0;
+    int k = 1;
+    for (int fd = 0; fd < L->nfds && k < n; fd++) {
+        concur__fdslot *s = &L->fds[fd];
+        if (!s->rd && !s->wr) continue;
+        pf[k].fd = fd;
+        pf[k].events = (short)((s->rd ? POLLIN : 0) | (s->wr ? POLLOUT : 0));
+        pf[k].revents = 0;
+        L->pfd_fds[k] = (int)s->gen;
+        k++;
+    }
+    int r = poll(pf, (nfds_t)k, timeout);
+    if (r <= 0) return;
+    if (pf[0].revents) concur__drain_wake(L);
+    for (int i = 1; i < k; i++) {
+        short e = pf[i].revents;
+        if (!e) continue;
+        if (e & POLLNVAL) { /* closed behind the loop's back */
+            concur__fdslot *s = &L->fds[pf[i].fd];
+            concur__waiter *rd = s->rd, *wr = s->wr;
+            if (rd) concur__fd_wake(s, rd, -EBADF);
+            if (wr && wr != rd) concur__fd_wake(s, wr, -EBADF);
+            continue;
+        }
+        concur__fd_event(L, pf[i].fd, (uint32_t)L->pfd_fds[i], (e & POLLIN) != 0,
+                         (e & POLLOUT) != 0, (e & (POLLERR | POLLHUP | POLLNVAL)) != 0);
+    }
+}
+
+CONCUR__PRIVATE void concur__fire_timers(concur_loop *L) {
+    if (!L->heap_len) return;
+    int64_t now = concur__now_ns();
+    while (L->heap_len && L->heap[0]->deadline <= now) {
+        concur_co *co = L->heap[0];
+        concur__heap_remove(L, co);
+        concur__co_settle(L, co, CONCUR__W_TIMEDOUT);
+    }
+}
+
+CONCUR__PRIVATE void concur__cancel_local(concur_loop *L, concur_co *co) {
+    if (co->state == CONCUR__CO_DONE) return;
+    concur__store(&co->cancel, 1, RELEASE);
+    if (co->state == CONCUR__CO_PARKED) concur__co_settle(L, co, CONCUR__W_CANCELED);
+}
+
+CONCUR__PRIVATE void concur__drain_remote(concur_loop *L) {
+    if (!concur__load(&L->remote_head, ACQUIRE) && !concur__load(&L->cancel_head, ACQUIRE)) return;
+    concur__lock(&L->remote_lock);
+    concur_co *r = L->remote_head, *c = L->cancel_head;
+    concur__store(&L->remote_head, (concur_co *)NULL, RELAXED);
+    concur__store(&L->cancel_head, (concur_co *)NULL, RELAXED);
+    L->remote_tail = NULL;
+    for (concur_co *x = c; x; x = x->cnext) concur__store(&x->cancel_queued, 0, RELAXED);
+    concur__unlock(&L->remote_lock);
+    while (r) {
+        concur_co *next = r->rnext;
+        concur__ready_push(L, r);
+        r = next;
+    }
+    while (c) {
+        concur_co *next = c->cnext;
+        concur__cancel_local(L, c);
+        concur__co_release(c);
+        c = next;
+    }
+}
+
+/* ---- stack overflow report ----
+   A fault inside the current coroutine's guard page prints what happened and how to
+   fix it, then dies of the same SIGSEGV. Installed only when SIGSEGV has its default
+   action, so an application's (or a sanitizer's) own handler always wins. */
+#if defined(CONCUR__POSIX2008) && defined(SA_ONSTACK)
+#  define CONCUR__OVERFLOW_REPORT 1
+static struct sigaction concur__segv_old;
+static uint32_t concur__segv_installed;
+
+static void concur__segv_handler(int sig, siginfo_t *si, void *uctx) {
+    (void)uctx;
+    concur_loop *L = concur__tls_loop;
+    concur_co *co = L ? L->current : NULL;
+    if (co && co->stack) {
+        char *addr = (char *)si->si_addr;
+        size_t page = concur__page_size();
+        if (addr >= co->stack->map - page && addr < co->stack->map + page) {
+            char msg[200];
+            int n = snprintf(msg, sizeof msg,
+                             "concur: coroutine stack overflow (stack size %zu KiB); raise "
+                             "concur_loop_desc.stack_size\n",
+                             co->stack->size / 1024);
+            if (n > 0) {
+                ssize_t w = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+                (void)w;
+            }
+        }
+    }
+    /* Back to the previous action and return: the access faults again and the
+       process dies as it would have without us. */
+    sigaction(sig, &concur__segv_old, NULL);
+}
+
+CONCUR__PRIVATE void concur__overflow_report_install(void) {
+    uint32_t expected = 0;
+    if (!concur__cas(&concur__segv_installed, &expected, 1, ACQ_REL)) return;
+    struct sigaction cur;
+    if (sigaction(SIGSEGV, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) ||
+        cur.sa_handler != SIG_DFL)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = concur__segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    concur__segv_old = cur;
+    sigaction(SIGSEGV, &sa, NULL);
+}
+#endif
+
+/* ---- public ---- */
+
+CONCUR_API concur_loop *concur_loop_create(const concur_loop_desc *desc) {
+    concur_loop_desc d;
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    if (d.backend < CONCUR_BACKEND_AUTO || d.backend > CONCUR_BACKEND_POLL ||
+        d.stack_size > ((size_t)1 << 30)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    concur_loop *L = (concur_loop *)concur__malloc(sizeof *L);
+    if (!L) { errno = ENOMEM; return NULL; }
+    memset(L, 0, sizeof *L);
+    L->sched.park = concur__loop_park;
+    L->sched.unpark = concur__loop_unpark;
+    size_t page = concur__page_size();
+    size_t size = d.stack_size ? d.stack_size : 256 * 1024;
+    if (size < 16 * 1024) size = 16 * 1024;
+    L->stack_size = (size + page - 1) / page * page;
+    L->cache_max = d.stack_cache < 0 ? 0 : d.stack_cache ? d.stack_cache : 256;
+#if defined(__linux__) && !defined(CONCUR_IO_POLL)
+    L->backend = d.backend == CONCUR_BACKEND_POLL ? CONCUR_BACKEND_POLL : CONCUR_BACKEND_EPOLL;
+#else
+    L->backend = CONCUR_BACKEND_POLL;
+#endif
+    L->epfd = L->wake_rd = L->wake_wr = -1;
+    int err = 0;
+#ifdef __linux__
+    L->wake_rd = L->wake_wr = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (L->wake_rd < 0) err = errno;
+    if (!err && L->backend == CONCUR_BACKEND_EPOLL) {
+        L->epfd = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN;
+        ev.data.u64 = UINT64_MAX;
+        if (L->epfd < 0 || epoll_ctl(L->epfd, EPOLL_CTL_ADD, L->wake_rd, &ev) != 0) err = errno;
+    }
+#else
+    int p[2];
+    if (pipe(p) != 0) err = errno;
+    else {
+        L->wake_rd = p[0];
+        L->wake_wr = p[1];
+        for (int i = 0; i < 2; i++) {
+            fcntl(p[i], F_SETFL, fcntl(p[i], F_GETFL) | O_NONBLOCK);
+            fcntl(p[i], F_SETFD, FD_CLOEXEC);
+        }
+    }
+#endif
+    if (err) {
+        if (L->epfd >= 0) close(L->epfd);
+        if (L->wake_rd >= 0) close(L->wake_rd);
+        if (L->wake_wr >= 0 && L->wake_wr != L->wake_rd) close(L->wake_wr);
+        CONCUR_FREE(L);
+        errno = err;
+        return NULL;
+    }
+    return L;
+}
+
+CONCUR_API int concur_loop_run(concur_loop *L) {
+    if (!L) return -EINVAL;
+    if (concur__tls_loop) return -EBUSY;
+    uint32_t expected = 0;
+    if (!concur__cas(&L->running, &expected, 1, ACQ_REL)) return -EBUSY;
+    concur__tls_loop = L;
+#ifdef CONCUR__TSAN
+    L->tsan_main = __tsan_get_current_fiber();
+#endif
+#ifdef CONCUR__OVERFLOW_REPORT
+    /* The report runs on an alternate signal stack: the faulting one is full. */
+    concur__overflow_report_install();
+    stack_t old_alt, alt;
+    void *alt_mem = NULL;
+    if (sigaltstack(NULL, &old_alt) == 0 && (old_alt.ss_flags & SS_DISABLE)) {
+        size_t alt_size = 64 * 1024;
+        alt_mem = concur__malloc(alt_size);
+        if (alt_mem) {
+            alt.ss_sp = alt_mem;
+            alt.ss_size = alt_size;
+            alt.ss_flags = 0;
+            if (sigaltstack(&alt, NULL) != 0) { CONCUR_FREE(alt_mem); alt_mem = NULL; }
+        }
+    }
+#endif
+    for (;;) {
+        concur__drain_remote(L);
+        /* One batch: coroutines made ready while it runs wait for the next turn, so
+           the loop polls for I/O between batches and nobody starves. */
+        concur_co *co = L->ready_head;
+        L->ready_head = L->ready_tail = NULL;
+        while (co) {
+            concur_co *next = co->next;
+            concur__co_resume(L, co);
+            co = next;
+        }
+        if (concur__load(&L->live, ACQUIRE) == 0) break;
+        /* While coroutines stay ready a poll would find nothing most times and costs
+           a system call: poll every 32nd busy turn, and always before sleeping. */
+        if (!L->ready_head || (++L->busy_turns & 31) == 0) concur__poll_io(L);
+        concur__fire_timers(L);
+    }
+#ifdef CONCUR__OVERFLOW_REPORT
+    if (alt_mem) {
+        stack_t off;
+        memset(&off, 0, sizeof off);
+        off.ss_flags = SS_DISABLE;
+        sigaltstack(&off, NULL);
+        CONCUR_FREE(alt_mem);
+    }
+#endif
+    concur__tls_loop = NULL;
+    concur__store(&L->running, 0, RELEASE);
+    return 0;
+}
+
+CONCUR_API int concur_loop_destroy(concur_loop *L) {
+    if (!L) return -EINVAL;
+    if (concur__load(&L->running, ACQUIRE) || concur__load(&L->live, ACQUIRE) > 0) return -EBUSY;
+    while (L->stack_cache) {
+        concur__stack *s = L->stack_cache;
+        L->stack_cache = s->next_free;
+        concur__stack_free(s);
+    }
+    if (L->epfd >= 0) close(L->epfd);
+    close(L->wake_rd);
+    if (L->wake_wr != L->wake_rd) close(L->wake_wr);
+    CONCUR_FREE(L->fds);
+    CONCUR_FREE(L->heap);
+    CONCUR_FREE(L->pfds);
+    CONCUR_FREE(L->pfd_fds);
+    CONCUR_FREE(L);
+    return 0;
+}
+
+CONCUR_API concur_loop *concur_loop_current(void) { return concur__tls_loop; }
+
+CONCUR_API concur_co *concur_co_current(void) { return concur__co_self(); }
+
+CONCUR_API concur_co *concur_go(concur_loop *loop, void *(*fn)(void *), void *arg) {
+    if (!loop) loop = concur__tls_loop;
+    if (!loop || !fn) { errno = EINVAL; return NULL; }
+    concur_co *co = (concur_co *)concur__malloc(sizeof *co);
+    if (!co) { errno = ENOMEM; return NULL; }
+    memset(co, 0, sizeof *co);
+    co->loop = loop;
+    co->fn = fn;
+    co->arg = arg;
+    co->refs = 2;
+    concur__fetch_add(&loop->live, 1, ACQ_REL);
+    if (concur__tls_loop == loop) {
+        co->stack = concur__stack_get(loop);
+        if (!co->stack) {
+            concur__fetch_add(&loop->live, -1, ACQ_REL);
+            CONCUR_FREE(co);
+            errno = ENOMEM;
+            return NULL;
+        }
+        concur__ready_push(loop, co);
+    } else {
+        concur__remote_push(loop, co);
+    }
+    return co;
+}
+
+CONCUR_API int concur_join(concur_co *co, double timeout, void **result) {
+    if (result) *result = NULL;
+    if (!co) return -EINVAL;
+    if (co == concur__co_self()) return -EDEADLK;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    concur__lock(&co->lock);
+    if (!concur__load(&co->done, ACQUIRE)) {
+        if (deadline != CONCUR__NEVER && concur__now_ns() >= deadline) {
+            concur__unlock(&co->lock);
+            return -ETIMEDOUT;
+        }
+        concur__waiter w;
+        concur__waiter_init(&w, NULL);
+        rc = concur__wait_on(&co->lock, &co->joiners, &w, deadline);
+        if (rc) return rc;
+    } else {
+        concur__unlock(&co->lock);
+    }
+    /* done was published under the lock after result/error were written. */
+    rc = co->error;
+    if (result && !rc) *result = co->result;
+    concur__co_release(co); /* the loop holds its own reference until it is done */
+    return rc;
+}
+
+CONCUR_API int concur_detach(concur_co *co) {
+    if (!co) return -EINVAL;
+    concur__co_release(co);
+    return 0;
+}
+
+CONCUR_API int concur_cancel(concur_co *co) {
+    if (!co) return -EINVAL;
+    if (concur__load(&co->done, ACQUIRE)) return -EALREADY;
+    concur_loop *L = co->loop;
+    if (concur__tls_loop == L) {
+        concur__cancel_local(L, co);
+        return 0;
+    }
+    concur__lock(&L->remote_lock);
+    int was_idle = !L->remote_head && !L->cancel_head;
+    int queue = !concur__load(&co->cancel_queued, RELAXED);
+    if (queue) {
+        concur__store(&co->cancel_queued, 1, RELAXED);
+        concur__fetch_add(&co->refs, 1, ACQ_REL);
+        co->cnext = L->cancel_head;
+        concur__store(&L->cancel_head, co, RELEASE);
+    }
+    concur__unlock(&L->remote_lock);
+    if (queue && was_idle) concur__loop_signal(L);
+    return 0;
+}
+
+CONCUR_API int concur_yield(void) {
+    concur_loop *L = concur__tls_loop;
+    concur_co *co = L ? L->current : NULL;
+    if (!co) {
+        sched_yield();
+        return 0;
+    }
+    concur__ready_push(L, co);
+    concur__co_suspend(L, co);
+    return 0;
+}
+
+CONCUR_API int concur_sleep(double seconds) {
+    if (seconds != seconds || seconds < 0) return -EINVAL;
+    int64_t deadline;
+    concur__deadline(seconds, &deadline);
+    concur__waiter w;
+    concur__waiter_init(&w, NULL);
+    int rc = concur__park(&w, deadline);
+    return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+/* ---- fd wrappers ---- */
+
+/* The loop of the running coroutine, or NULL when the caller is a plain thread. */
+CONCUR__PRIVATE concur_loop *concur__io_loop(void) {
+    concur_loop *L = concur__tls_loop;
+    return L && L->current ? L : NULL;
+}
+
+CONCUR__PRIVATE int concur__set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+    return 0;
+}
+
+/* Before a coroutine's first syscall on fd: the fd must not block the loop, and a
+   pending cancel is delivered here. */
+CONCUR__PRIVATE int concur__io_enter(concur_loop *L, int fd) {
+    if (fd < 0) return -EBADF;
+    if (!L) return 0;
+    if (concur__take_cancel(L->current)) return -ECANCELED;
+    concur__fdslot *s = concur__fdslot_of(L, fd);
+    if (!s) return -ENOMEM;
+    if (!s->nonblock) {
+        int rc = concur__set_nonblock(fd);
+        if (rc) return rc;
+        s->nonblock = 1;
+    }
+    return 0;
+}
+
+/* Thread path: poll with the remaining time, surviving EINTR. */
+CONCUR__PRIVATE int concur__thread_wait_fd(int fd, int events, int64_t deadline) {
+    for (;;) {
+        int ms = -1;
+        if (deadline != CONCUR__NEVER) {
+            int64_t left = deadline - concur__now_ns();
+            if (left <= 0) return -ETIMEDOUT;
+            int64_t m = (left + 999999) / 1000000;
+            ms = m > INT_MAX ? INT_MAX : (int)m;
+        }
+        struct pollfd p;
+        p.fd = fd;
+        p.events = (short)(((events & CONCUR_READABLE) ? POLLIN : 0) |
+                           ((events & CONCUR_WRITABLE) ? POLLOUT : 0));
+        p.revents = 0;
+        int r = poll(&p, 1, ms);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (r == 0) {
+            if (deadline != CONCUR__NEVER && concur__now_ns() >= deadline) return -ETIMEDOUT;
+            continue;
+        }
+        if (p.revents & POLLNVAL) return -EBADF;
+        int got = 0;
+        if (p.revents & POLLIN) got |= CONCUR_READABLE;
+        if (p.revents & POLLOUT) got |= CONCUR_WRITABLE;
+        if (p.revents & (POLLERR | POLLHUP)) got |= events;
+        return got & events ? got & events : events;
+    }
+}
+
+CONCUR__PRIVATE int concur__wait_fd_deadline(concur_loop *L, int fd, int events, int64_t deadline) {
+    if (L) return concur__loop_wait_fd(L, fd, events, deadline);
+    return concur__thread_wait_fd(fd, events, deadline);
+}
+
+CONCUR_API int concur_wait_fd(int fd, int events, double timeout) {
+    if (fd < 0) return -EBADF;
+    if (!(events & (CONCUR_READABLE | CONCUR_WRITABLE)) ||
+        (events & ~(CONCUR_READABLE | CONCUR_WRITABLE)))
+        return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    concur_loop *L = concur__io_loop();
+    if (L && concur__take_cancel(L->current)) return -ECANCELED;
+    return concur__wait_fd_deadline(L, fd, events, deadline);
+}
+
+/* The operations the wrappers share: one syscall, -errno, EINTR retried. */
+enum { CONCUR__OP_READ, CONCUR__OP_WRITE, CONCUR__OP_RECV, CONCUR__OP_SEND };
+
+CONCUR__PRIVATE ssize_t concur__write_nosigpipe(int fd, const void *buf, size_t len) {
+    /* write(2) on a pipe raises SIGPIPE when the reader is gone. Block it in this
+       thread for the call, and take a SIGPIPE we caused back out of the pending set,
+       so the process's disposition is never touched. */
+    sigset_t block, old, pending;
+    sigemptyset(&block);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    sigpending(&pending);
+    int was_pending = sigismember(&pending, SIGPIPE);
+    ssize_t n = write(fd, buf, len);
+    int err = errno;
+    if (n < 0 && err == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&block, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return n;
+}
+
+CONCUR__PRIVATE ssize_t concur__io_once(concur_loop *L, int op, int fd, void *buf, size_t len, int flags) {
+    ssize_t n;
+    for (;;) {
+        switch (op) {
+        case CONCUR__OP_READ: n = read(fd, buf, len); break;
+        case CONCUR__OP_RECV: n = recv(fd, buf, len, flags | (L ? MSG_DONTWAIT : 0)); break;
+        case CONCUR__OP_SEND: n = send(fd, buf, len, flags | MSG_NOSIGNAL | (L ? MSG_DONTWAIT : 0)); break;
+        default: {
+            concur__fdslot *s = L && fd < L->nfds ? &L->fds[fd] : NULL;
+            if (!s || !s->not_socket) {
+                n = send(fd, buf, len, MSG_NOSIGNAL | (L ? MSG_DONTWAIT : 0));
+                if (n >= 0 || errno != ENOTSOCK) break;
+                if (s) s->not_socket = 1;
+            }
+            n = concur__write_nosigpipe(fd, buf, len);
+            break;
+        }
+        }
+        if (n >= 0) return n;
+        if (errno != EINTR) return -errno;
+    }
+}
+
+CONCUR__PRIVATE ssize_t concur__io_read(int op, int fd, void *buf, size_t len, int flags, double timeout) {
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    if (!buf && len) return -EINVAL;
+    concur_loop *L = concur__io_loop();
+    rc = concur__io_enter(L, fd);
+    if (rc) return rc;
+    /* A thread with a deadline polls first: the fd may be blocking. */
+    if (!L && deadline != CONCUR__NEVER) {
+        rc = concur__thread_wait_fd(fd, CONCUR_READABLE, deadline);
+        if (rc < 0) return rc;
+    }
+    for (;;) {
+        ssize_t n = concur__io_once(L, op, fd, buf, len, flags);
+        if (n != -EAGAIN && n != -EWOULDBLOCK) return n;
+        rc = concur__wait_fd_deadline(L, fd, CONCUR_READABLE, deadline);
+        if (rc < 0) return rc;
+    }
+}
+
+CONCUR__PRIVATE ssize_t concur__io_write(int op, int fd, const void *buf, size_t len, int flags,
+                                         double timeout, size_t *done_out) {
+    size_t done = 0;
+    if (done_out) *done_out = 0;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    if (!buf && len) return -EINVAL;
+    if (len > (size_t)SSIZE_MAX) return -EINVAL;
+    concur_loop *L = concur__io_loop();
+    rc = concur__io_enter(L, fd);
+    if (rc) return rc;
+    ssize_t result = (ssize_t)len;
+    while (done < len) {
+        if (!L && deadline != CONCUR__NEVER) {
+            rc = concur__thread_wait_fd(fd, CONCUR_WRITABLE, deadline);
+            if (rc < 0) { result = rc; break; }
+        }
+        ssize_t n = concur__io_once(L, op, fd, (char *)buf + done, len - done, flags);
+        if (n >= 0) { done += (size_t)n; continue; }
+        if (n != -EAGAIN && n != -EWOULDBLOCK) { result = n; break; }
+        rc = concur__wait_fd_deadline(L, fd, CONCUR_WRITABLE, deadline);
+        if (rc < 0) { result = rc; break; }
+    }
+    if (done_out) *done_out = done;
+    return result;
+}
+
+CONCUR_API ssize_t concur_read(int fd, void *buf, size_t len, double timeout) {
+    return concur__io_read(CONCUR__OP_READ, fd, buf, len, 0, timeout);
+}
+
+CONCUR_API ssize_t concur_recv(int fd, void *buf, size_t len, int flags, double timeout) {
+    return concur__io_read(CONCUR__OP_RECV, fd, buf, len, flags, timeout);
+}
+
+CONCUR_API ssize_t concur_write(int fd, const void *buf, size_t len, double timeout, size_t *written) {
+    return concur__io_write(CONCUR__OP_WRITE, fd, buf, len, 0, timeout, written);
+}
+
+CONCUR_API ssize_t concur_send(int fd, const void *buf, size_t len, int flags, double timeout,
+                               size_t *sent) {
+    return concur__io_write(CONCUR__OP_SEND, fd, buf, len, flags, timeout, sent);
+}
+
+CONCUR_API int concur_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, double timeout) {
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    concur_loop *L = concur__io_loop();
+    rc = concur__io_enter(L, fd);
+    if (rc) return rc;
+    for (;;) {
+        if (!L && deadline != CONCUR__NEVER) {
+            rc = concur__thread_wait_fd(fd, CONCUR_READABLE, deadline);
+            if (rc < 0) return rc;
+        }
+        int c = accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c >= 0) {
+            if (L) concur__fdslot_reset(L, c);
+            return c;
+        }
+        int e = errno;
+        if (e == EINTR || e == ECONNABORTED) continue;
+        if (e != EAGAIN && e != EWOULDBLOCK) return -e;
+        rc = concur__wait_fd_deadline(L, fd, CONCUR_READABLE, deadline);
+        if (rc < 0) return rc;
+    }
+}
+
+CONCUR_API int concur_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, double timeout) {
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    if (!addr) return -EINVAL;
+    concur_loop *L = concur__io_loop();
+    rc = concur__io_enter(L, fd);
+    if (rc) return rc;
+    /* A thread's blocking socket goes non-blocking for the call, so the timeout holds. */
+    int restore = -1;
+    if (!L) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0) return -errno;
+        if (!(fl & O_NONBLOCK)) {
+            if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+            restore = fl;
+        }
+    }
+    rc = 0;
+    if (connect(fd, addr, addrlen) != 0) {
+        rc = -errno;
+        if (rc == -EINPROGRESS || rc == -EINTR) {
+            rc = concur__wait_fd_deadline(L, fd, CONCUR_WRITABLE, deadline);
+            if (rc > 0) {
+                int err = 0;
+                socklen_t el = sizeof err;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+                rc = -err;
+            }
+        }
+    }
+    if (restore >= 0) fcntl(fd, F_SETFL, restore);
+    return rc;
+}
+
+CONCUR_API int concur_close(int fd) {
+    if (fd < 0) return -EBADF;
+    concur_loop *L = concur__tls_loop;
+    if (L && fd < L->nfds) {
+        concur__fdslot *s = &L->fds[fd];
+        concur__waiter *rd = s->rd, *wr = s->wr;
+        if (rd) concur__fd_wake(s, rd, -EBADF);
+        if (wr && wr != rd) concur__fd_wake(s, wr, -EBADF);
+#ifdef __linux__
+        /* A dup of fd would keep the registration alive after close. */
+        if (s->registered) epoll_ctl(L->epfd, EPOLL_CTL_DEL, fd, NULL);
+#endif
+        concur__fdslot_reset(L, fd);
+    }
+    /* Linux releases the fd even when close reports EINTR: never retry. */
+    if (close(fd) != 0 && errno != EINTR) return -errno;
+    return 0;
+}
+
+/* ---- TCP helpers ---- */
+
+CONCUR__PRIVATE int concur__socket(int family) {
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    concur_loop *L = concur__tls_loop;
+    if (L) concur__fdslot_reset(L, fd);
+    return fd;
+}
+
+/* Numeric addresses (and "localhost") without a resolver. 1 when parsed. */
+CONCUR__PRIVATE int concur__parse_numeric(const char *host, int port, struct sockaddr_storage *ss,
+                                          socklen_t *len) {
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (!host || !*host || strcmp(host, "localhost") == 0) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        v4->sin_addr.s_addr = htonl(host && *host ? INADDR_LOOPBACK : INADDR_ANY);
+        *len = sizeof *v4;
+        return 1;
+    }
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *len = sizeof *v4;
+        return 1;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *v6;
+        return 1;
+    }
+    return 0;
+}
+
+CONCUR_API int concur_tcp_listen(const char *host, int port, int backlog) {
+    if (port < 0 || port > 65535) return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (!concur__parse_numeric(host, port, &ss, &len)) return -EINVAL;
+    int fd = concur__socket(ss.ss_family);
+    if (fd < 0) return fd;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+        listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+CONCUR_API int concur_tcp_local_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -errno;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+CONCUR__PRIVATE int concur__dial_addr(const struct sockaddr *sa, socklen_t len, int64_t deadline) {
+    int fd = concur__socket(sa->sa_family);
+    if (fd < 0) return fd;
+    double left = deadline == CONCUR__NEVER ? -1.0 : (double)(deadline - concur__now_ns()) / 1e9;
+    if (deadline != CONCUR__NEVER && left < 0) left = 0;
+    int rc = concur_connect(fd, sa, len, left);
+    if (rc != 0) {
+        concur_close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+#ifdef CONCUR__POSIX2008
+/* getaddrinfo blocks for as long as DNS takes, so it runs on its own thread; the
+   waiting side (coroutine or thread) waits on a future with its deadline and may give
+   up first. The request is shared by two references: whoever lets go last frees it. */
+typedef struct concur__resolve {
+    uint32_t refs;
+    char host[256];
+    char port[8];
+    struct addrinfo *res;
+    int err;
+    concur_future *done;
+} concur__resolve;
+
+CONCUR__PRIVATE void concur__resolve_unref(concur__resolve *r) {
+    if (concur__fetch_add(&r->refs, (uint32_t)-1, ACQ_REL) != 1) return;
+    if (r->res) freeaddrinfo(r->res);
+    concur_future_release(r->done);
+    CONCUR_FREE(r);
+}
+
+static void *concur__resolve_main(void *arg) {
+    concur__resolve *r = (concur__resolve *)arg;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int e = getaddrinfo(r->host, r->port, &hints, &r->res);
+    r->err = e == 0 ? 0 : e == EAI_NONAME ? -ENOENT : e == EAI_MEMORY ? -ENOMEM
+           : e == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+    concur_future_set_value(r->done, NULL);
+    concur__resolve_unref(r);
+    return NULL;
+}
+#endif
+
+CONCUR_API int concur_tcp_dial(const char *host, int port, double timeout) {
+    if (!host || !*host || port <= 0 || port > 65535) return -EINVAL;
+    int64_t deadline;
+    int rc = concur__deadline(timeout, &deadline);
+    if (rc) return rc;
+    concur_loop *L = concur__io_loop();
+    if (L && concur__take_cancel(L->current)) return -ECANCELED;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (concur__parse_numeric(host, port, &ss, &len))
+        return concur__dial_addr((struct sockaddr *)&ss, len, deadline);
+#ifdef CONCUR__POSIX2008
+    if (strlen(host) >= 256) return -EINVAL;
+    concur__resolve *r = (concur__resolve *)concur__malloc(sizeof *r);
+    if (!r) return -ENOMEM;
+    memset(r, 0, sizeof *r);
+    strcpy(r->host, host);
+    snprintf(r->port, sizeof r->port, "%d", port);
+    r->refs = 2;
+    r->done = concur_future_create();
+    if (!r->done) { CONCUR_FREE(r); return -ENOMEM; }
+    pthread_t tid;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int e = CONCUR__FAULT(CONCUR_FAULT_THREAD) ? EAGAIN
+                                                : pthread_create(&tid, &attr, concur__resolve_main, r);
+    pthread_attr_destroy(&attr);
+    if (e != 0) {
+        concur_future_release(r->done);
+        CONCUR_FREE(r);
+        return -e;
+    }
+    rc = concur__future_wait_deadline(r->done, deadline);
+    if (rc == 0) {
+        rc = r->err ? r->err : -EHOSTUNREACH;
+        for (struct addrinfo *ai = r->res; ai; ai = ai->ai_next) {
+            rc = concur__dial_addr(ai->ai_addr, ai->ai_addrlen, deadline);
+            if (rc >= 0 || rc == -ETIMEDOUT || rc == -ECANCELED) break;
+        }
+    }
+    concur__resolve_unref(r);
+    return rc;
+#else
+    return -EAFNOSUPPORT;
+#endif
+}
+#endif /* CONCUR_NO_IO */
 
 #ifdef __cplusplus
 }

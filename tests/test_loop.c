@@ -1,0 +1,711 @@
+/* Coroutines and the I/O loop: scheduling order, timers, join/detach/cancel, the
+   waiter seam (channels, semaphores, futures from the thread pool, threads waiting for
+   coroutines), sockets and pipes through the fd wrappers in both worlds, closing an
+   fd under a waiter, stack overflow reporting, bad input. */
+#include "test.h"
+
+#ifdef CONCUR_NO_IO
+int main(void) {
+    printf("skipped: built with CONCUR_NO_IO\n");
+    return 77;
+}
+#else
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+static concur_loop *new_loop(void) {
+    /* the poll configuration forces its backend with CONCUR_IO_POLL */
+    concur_loop *L = concur_loop_create(NULL);
+    REQUIRE(L != NULL);
+    return L;
+}
+
+/* ---- ordering ---- */
+typedef struct order_log { char buf[64]; int n; } order_log;
+typedef struct yield_arg { order_log *log; char tag; int rounds; } yield_arg;
+
+static void *yielder(void *p) {
+    yield_arg *a = (yield_arg *)p;
+    for (int i = 0; i < a->rounds; i++) {
+        a->log->buf[a->log->n++] = a->tag;
+        CHECK_EQ(concur_yield(), 0);
+    }
+    return (void *)(intptr_t)a->tag;
+}
+
+static void test_yield_interleaves(void) {
+    concur_loop *L = new_loop();
+    order_log log;
+    memset(&log, 0, sizeof log);
+    yield_arg a = {&log, 'a', 3}, b = {&log, 'b', 3};
+    concur_co *ca = concur_go(L, yielder, &a);
+    concur_co *cb = concur_go(L, yielder, &b);
+    REQUIRE(ca && cb);
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK(strcmp(log.buf, "ababab") == 0);
+    void *r = NULL;
+    CHECK_EQ(concur_join(ca, 0, &r), 0);
+    CHECK(r == (void *)(intptr_t)'a');
+    CHECK_EQ(concur_join(cb, CONCUR_FOREVER, &r), 0);
+    CHECK(r == (void *)(intptr_t)'b');
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+typedef struct sleep_arg { order_log *log; char tag; double s; } sleep_arg;
+
+static void *sleeper(void *p) {
+    sleep_arg *a = (sleep_arg *)p;
+    CHECK(concur_co_current() != NULL);
+    CHECK(concur_loop_current() != NULL);
+    CHECK_EQ(concur_sleep(a->s), 0);
+    a->log->buf[a->log->n++] = a->tag;
+    return NULL;
+}
+
+static void test_sleep_order(void) {
+    concur_loop *L = new_loop();
+    order_log log;
+    memset(&log, 0, sizeof log);
+    sleep_arg s[4] = {{&log, '3', 0.15}, {&log, '1', 0.05}, {&log, '2', 0.10}, {&log, '0', 0}};
+    double t0 = concur_now();
+    for (int i = 0; i < 4; i++) CHECK_EQ(concur_detach(concur_go(L, sleeper, &s[i])), 0);
+    CHECK_EQ(concur_loop_run(L), 0);
+    double took = test_since(t0);
+    CHECK(strcmp(log.buf, "0123") == 0);
+    CHECK(took >= 0.145);
+    CHECK(concur_loop_current() == NULL);
+    CHECK(concur_co_current() == NULL);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* Many coroutines, many timers: each sleeps a pseudo-random time, and none wakes
+   before its deadline (the heap keeps them in order). */
+typedef struct timer_arg { double at; double woke; } timer_arg;
+static double timer_base;
+
+static void *timed(void *p) {
+    timer_arg *a = (timer_arg *)p;
+    double left = a->at - (concur_now() - timer_base);
+    concur_sleep(left > 0 ? left : 0);
+    a->woke = concur_now() - timer_base;
+    return NULL;
+}
+
+static void test_many_timers(void) {
+    concur_loop *L = new_loop();
+    enum { N = 2000 };
+    timer_arg *a = (timer_arg *)calloc(N, sizeof *a);
+    REQUIRE(a);
+    uint32_t x = 12345;
+    timer_base = concur_now();
+    for (int i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        a[i].at = 0.02 + (double)(x % 1000) / 10000.0; /* 20..120 ms */
+        CHECK_EQ(concur_detach(concur_go(L, timed, &a[i])), 0);
+    }
+    CHECK_EQ(concur_loop_run(L), 0);
+    for (int i = 0; i < N; i++) CHECK(a[i].woke >= a[i].at - 0.0005);
+    free(a);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* ---- join, detach, cancel ---- */
+static void *forever(void *p) {
+    int *rc = (int *)p;
+    *rc = concur_sleep(1e6);
+    /* the cancel is delivered once: the next wait is a normal one */
+    int again = concur_sleep(0.001);
+    return (void *)(intptr_t)again;
+}
+
+static void *canceller(void *p) {
+    concur_co *victim = (concur_co *)p;
+    concur_sleep(0.01);
+    CHECK_EQ(concur_cancel(victim), 0);
+    return NULL;
+}
+
+static void *never_runs(void *p) {
+    *(int *)p = 1;
+    return NULL;
+}
+
+static void test_cancel_local(void) {
+    concur_loop *L = new_loop();
+    int rc = 0, ran = 0;
+    concur_co *v = concur_go(L, forever, &rc);
+    concur_co *c = concur_go(L, canceller, v);
+    concur_co *n = concur_go(L, never_runs, &ran);
+    REQUIRE(v && c && n);
+    CHECK_EQ(concur_cancel(n), 0); /* before it started: it never runs */
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(rc, -ECANCELED);
+    void *r = (void *)1;
+    CHECK_EQ(concur_join(v, 0, &r), 0);
+    CHECK(r == (void *)0);
+    CHECK_EQ(concur_join(c, 0, NULL), 0);
+    CHECK_EQ(concur_join(n, 0, &r), -ECANCELED);
+    CHECK_EQ(ran, 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+typedef struct remote_arg { concur_loop *loop; concur_event started; int rc; } remote_arg;
+
+static void *remote_victim(void *p) {
+    remote_arg *a = (remote_arg *)p;
+    concur_event_set(&a->started);
+    a->rc = concur_sleep(1e6);
+    return (void *)42;
+}
+
+static void *loop_thread(void *p) {
+    concur_loop *L = (concur_loop *)p;
+    CHECK_EQ(concur_loop_run(L), 0);
+    return NULL;
+}
+
+static void test_cancel_and_join_from_thread(void) {
+    concur_loop *L = new_loop();
+    remote_arg a;
+    memset(&a, 0, sizeof a);
+    concur_event_init(&a.started);
+    concur_co *co = concur_go(L, remote_victim, &a);
+    REQUIRE(co);
+    concur_thread *t = concur_thread_create(loop_thread, L);
+    REQUIRE(t);
+    CHECK_EQ(concur_event_wait(&a.started, 10), 0);
+    CHECK_EQ(concur_join(co, 0.02, NULL), -ETIMEDOUT); /* a thread waits on a coroutine */
+    CHECK_EQ(concur_loop_destroy(L), -EBUSY);
+    CHECK_EQ(concur_cancel(co), 0);
+    CHECK_EQ(concur_cancel(co), 0); /* a second request before delivery merges */
+    void *r = NULL;
+    CHECK_EQ(concur_join(co, 10, &r), 0);
+    CHECK(r == (void *)42);
+    CHECK_EQ(a.rc, -ECANCELED);
+    CHECK_EQ(concur_thread_join(t, NULL), 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* Coroutines started from other threads while the loop runs; a keeper coroutine holds
+   the loop open until every one has come in. */
+typedef struct go_arg { concur_loop *loop; concur_wg wg; int64_t sum; } go_arg;
+
+static void *adder(void *p) {
+    go_arg *a = (go_arg *)p;
+    a->sum++; /* every coroutine of a loop runs on the loop's thread */
+    concur_yield();
+    concur_wg_done(&a->wg);
+    return NULL;
+}
+
+static void *keeper(void *p) {
+    go_arg *a = (go_arg *)p;
+    CHECK_EQ(concur_wg_wait(&a->wg, 30), 0); /* parks the coroutine, not the loop */
+    return NULL;
+}
+
+static void *remote_starter(void *p) {
+    go_arg *a = (go_arg *)p;
+    for (int i = 0; i < 500; i++) {
+        concur_co *co = concur_go(a->loop, adder, a);
+        CHECK(co != NULL);
+        concur_detach(co);
+    }
+    return NULL;
+}
+
+static void test_go_from_threads(void) {
+    go_arg a;
+    memset(&a, 0, sizeof a);
+    a.loop = new_loop();
+    concur_wg_init(&a.wg);
+    concur_wg_add(&a.wg, 2000);
+    concur_detach(concur_go(a.loop, keeper, &a));
+    test_threads ts;
+    test_threads_start(&ts, 4, remote_starter, &a);
+    CHECK_EQ(concur_loop_run(a.loop), 0);
+    test_threads_join(&ts);
+    CHECK_EQ(a.sum, 2000);
+    CHECK_EQ(concur_loop_destroy(a.loop), 0);
+}
+
+/* ---- the waiter seam ---- */
+typedef struct pc_arg { concur_chan *ch; int64_t sum; concur_sem sem; int in_cs, max_in_cs; } pc_arg;
+
+static void *producer(void *p) {
+    pc_arg *a = (pc_arg *)p;
+    for (int i = 1; i <= 1000; i++) CHECK_EQ(concur_chan_send(a->ch, &i, 10), 0);
+    concur_chan_close(a->ch);
+    return NULL;
+}
+
+static void *consumer(void *p) {
+    pc_arg *a = (pc_arg *)p;
+    int v;
+    while (concur_chan_recv(a->ch, &v, 10) == 0) a->sum += v;
+    return NULL;
+}
+
+static void *critical(void *p) {
+    pc_arg *a = (pc_arg *)p;
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(concur_sem_acquire(&a->sem, 10), 0);
+        a->in_cs++;
+        if (a->in_cs > a->max_in_cs) a->max_in_cs = a->in_cs;
+        concur_yield();
+        a->in_cs--;
+        concur_sem_release(&a->sem, 1);
+    }
+    return NULL;
+}
+
+static void test_channel_and_sem_between_coroutines(void) {
+    concur_loop *L = new_loop();
+    pc_arg a;
+    memset(&a, 0, sizeof a);
+    a.ch = concur_chan_create(sizeof(int), 1);
+    REQUIRE(a.ch);
+    concur_sem_init(&a.sem, 2);
+    concur_detach(concur_go(L, consumer, &a));
+    concur_detach(concur_go(L, consumer, &a));
+    concur_detach(concur_go(L, producer, &a));
+    for (int i = 0; i < 5; i++) concur_detach(concur_go(L, critical, &a));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(a.sum, 500500);
+    CHECK_EQ(a.max_in_cs, 2);
+    CHECK_EQ(concur_chan_destroy(a.ch), 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+static void *slow_square(void *p) {
+    intptr_t v = (intptr_t)p;
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    return (void *)(v * v);
+}
+
+typedef struct exec_arg { concur_pool *pool; int64_t sum; int ticks; int done; } exec_arg;
+
+static void *awaiter(void *p) {
+    exec_arg *a = (exec_arg *)p;
+    concur_future *fs[8];
+    for (int i = 0; i < 8; i++) {
+        fs[i] = concur_pool_submit(a->pool, slow_square, (void *)(intptr_t)(i + 1));
+        REQUIRE(fs[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        void *v;
+        CHECK_EQ(concur_future_result(fs[i], 10, &v), 0);
+        a->sum += (intptr_t)v;
+        concur_future_release(fs[i]);
+    }
+    a->done = 1;
+    return NULL;
+}
+
+static void *ticker(void *p) {
+    exec_arg *a = (exec_arg *)p;
+    while (!a->done) {
+        a->ticks++;
+        concur_sleep(0.001);
+    }
+    return NULL;
+}
+
+static void test_await_pool_future(void) {
+    concur_loop *L = new_loop();
+    exec_arg a;
+    memset(&a, 0, sizeof a);
+    a.pool = concur_pool_create(&(concur_pool_desc){.threads = 2});
+    REQUIRE(a.pool);
+    concur_detach(concur_go(L, awaiter, &a));
+    concur_detach(concur_go(L, ticker, &a));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(a.sum, 204);
+    CHECK(a.ticks >= 2); /* the loop kept running while the coroutine waited */
+    CHECK_EQ(concur_pool_destroy(a.pool), 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* ---- sockets ---- */
+typedef struct echo_arg { int lfd; int port; int clients; int rounds; int64_t bytes; int errors; } echo_arg;
+
+static void *echo_conn(void *p) {
+    int fd = (int)(intptr_t)p;
+    char buf[256];
+    for (;;) {
+        ssize_t n = concur_recv(fd, buf, sizeof buf, 0, 10);
+        if (n <= 0) break;
+        if (concur_send(fd, buf, (size_t)n, 0, 10, NULL) != n) break;
+    }
+    concur_close(fd);
+    return NULL;
+}
+
+static void *echo_server(void *p) {
+    echo_arg *a = (echo_arg *)p;
+    for (int i = 0; i < a->clients; i++) {
+        int c = concur_accept(a->lfd, NULL, NULL, 10);
+        CHECK(c >= 0);
+        if (c < 0) break;
+        concur_detach(concur_go(NULL, echo_conn, (void *)(intptr_t)c));
+    }
+    concur_close(a->lfd);
+    return NULL;
+}
+
+static void *echo_client(void *p) {
+    echo_arg *a = (echo_arg *)p;
+    int fd = concur_tcp_dial("127.0.0.1", a->port, 10);
+    CHECK(fd >= 0);
+    if (fd < 0) { a->errors++; return NULL; }
+    char out[100], in[100];
+    for (int r = 0; r < a->rounds; r++) {
+        size_t len = 1 + (size_t)r % sizeof out;
+        for (size_t i = 0; i < len; i++) out[i] = (char)(r + (int)i);
+        size_t sent = 0;
+        CHECK_EQ(concur_write(fd, out, len, 10, &sent), (ssize_t)len);
+        CHECK_EQ(sent, len);
+        size_t got = 0;
+        while (got < len) {
+            ssize_t n = concur_read(fd, in + got, len - got, 10);
+            CHECK(n > 0);
+            if (n <= 0) { a->errors++; break; }
+            got += (size_t)n;
+        }
+        CHECK(memcmp(in, out, len) == 0);
+        a->bytes += (int64_t)got;
+    }
+    CHECK_EQ(concur_close(fd), 0);
+    return NULL;
+}
+
+static void test_tcp_echo(void) {
+    concur_loop *L = new_loop();
+    echo_arg a;
+    memset(&a, 0, sizeof a);
+    a.lfd = concur_tcp_listen("127.0.0.1", 0, 128);
+    REQUIRE(a.lfd >= 0);
+    a.port = concur_tcp_local_port(a.lfd);
+    CHECK(a.port > 0);
+    a.clients = 50;
+    a.rounds = (int)test_scale(200);
+    concur_detach(concur_go(L, echo_server, &a));
+    for (int i = 0; i < a.clients; i++) concur_detach(concur_go(L, echo_client, &a));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(a.errors, 0);
+    int64_t per = 0;
+    for (int r = 0; r < a.rounds; r++) per += 1 + r % 100;
+    CHECK_EQ(a.bytes, per * a.clients);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* A plain thread talks to a coroutine server: the same calls block the thread. */
+static void *thread_client(void *p) {
+    echo_arg *a = (echo_arg *)p;
+    int fd = concur_tcp_dial("localhost", a->port, 10);
+    CHECK(fd >= 0);
+    if (fd < 0) return NULL;
+    char buf[16];
+    CHECK_EQ(concur_read(fd, buf, sizeof buf, 0.02), -ETIMEDOUT); /* server only echoes */
+    CHECK_EQ(concur_send(fd, "ping", 4, 0, 10, NULL), 4);
+    ssize_t n = concur_recv(fd, buf, sizeof buf, 0, 10);
+    CHECK_EQ(n, 4);
+    CHECK(n == 4 && memcmp(buf, "ping", 4) == 0);
+    CHECK_EQ(concur_close(fd), 0);
+    return NULL;
+}
+
+static void test_thread_client_coroutine_server(void) {
+    concur_loop *L = new_loop();
+    echo_arg a;
+    memset(&a, 0, sizeof a);
+    a.lfd = concur_tcp_listen(NULL, 0, 16);
+    REQUIRE(a.lfd >= 0);
+    a.port = concur_tcp_local_port(a.lfd);
+    a.clients = 1;
+    concur_detach(concur_go(L, echo_server, &a));
+    concur_thread *t = concur_thread_create(thread_client, &a);
+    REQUIRE(t);
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(concur_thread_join(t, NULL), 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* ---- closing under a waiter; timeouts; pipes ---- */
+typedef struct close_arg { int fds[2]; int rc_read, rc_wait; } close_arg;
+
+static void *blocked_reader(void *p) {
+    close_arg *a = (close_arg *)p;
+    char c;
+    a->rc_read = (int)concur_read(a->fds[0], &c, 1, 10);
+    return NULL;
+}
+
+static void *closer(void *p) {
+    close_arg *a = (close_arg *)p;
+    concur_yield();
+    concur_yield();
+    CHECK_EQ(concur_close(a->fds[0]), 0);
+    /* the number is reused at once by a new pipe: no stale event may reach it */
+    int again[2];
+    CHECK_EQ(pipe(again), 0);
+    a->rc_wait = concur_wait_fd(again[0], CONCUR_READABLE, 0.03);
+    concur_close(again[0]);
+    concur_close(again[1]);
+    return NULL;
+}
+
+static void test_close_wakes_waiter(void) {
+    concur_loop *L = new_loop();
+    close_arg a;
+    memset(&a, 0, sizeof a);
+    REQUIRE(pipe(a.fds) == 0);
+    concur_detach(concur_go(L, blocked_reader, &a));
+    concur_detach(concur_go(L, closer, &a));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(a.rc_read, -EBADF);
+    CHECK_EQ(a.rc_wait, -ETIMEDOUT);
+    close(a.fds[1]);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+typedef struct pipe_arg { int fds[2]; int rc_timeout, rc_busy; size_t written; int64_t got; } pipe_arg;
+
+static void *pipe_reader(void *p) {
+    pipe_arg *a = (pipe_arg *)p;
+    char buf[4096];
+    a->rc_timeout = (int)concur_read(a->fds[0], buf, sizeof buf, 0.02);
+    for (;;) {
+        ssize_t n = concur_read(a->fds[0], buf, sizeof buf, 10);
+        if (n <= 0) break;
+        a->got += n;
+    }
+    return NULL;
+}
+
+static void *second_reader(void *p) {
+    pipe_arg *a = (pipe_arg *)p;
+    concur_sleep(0.03);
+    a->rc_busy = concur_wait_fd(a->fds[0], CONCUR_READABLE, 1);
+    return NULL;
+}
+
+static void *pipe_writer(void *p) {
+    pipe_arg *a = (pipe_arg *)p;
+    enum { LEN = 1 << 20 };
+    char *big = (char *)malloc(LEN);
+    REQUIRE(big);
+    memset(big, 'x', LEN);
+    concur_sleep(0.05);
+    /* 1 MiB through a 64 KiB pipe: the writer parks on a full pipe many times */
+    CHECK_EQ(concur_write(a->fds[1], big, LEN, 10, &a->written), LEN);
+    concur_close(a->fds[1]);
+    free(big);
+    return NULL;
+}
+
+static void test_pipe_wrappers(void) {
+    concur_loop *L = new_loop();
+    pipe_arg a;
+    memset(&a, 0, sizeof a);
+    REQUIRE(pipe(a.fds) == 0);
+    concur_detach(concur_go(L, pipe_reader, &a));
+    concur_detach(concur_go(L, second_reader, &a));
+    concur_detach(concur_go(L, pipe_writer, &a));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(a.rc_timeout, -ETIMEDOUT);
+    CHECK_EQ(a.rc_busy, -EBUSY);
+    CHECK_EQ(a.written, 1 << 20);
+    CHECK_EQ(a.got, 1 << 20);
+    concur_close(a.fds[0]);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+static void test_sigpipe_never_raised(void) {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    close(fds[0]);
+    size_t w = 99;
+    /* the default SIGPIPE action would kill the test here */
+    CHECK_EQ(concur_write(fds[1], "x", 1, 1, &w), -EPIPE);
+    CHECK_EQ(w, 0);
+    close(fds[1]);
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    close(sv[1]);
+    CHECK_EQ(concur_send(sv[0], "x", 1, 0, 1, NULL), -EPIPE);
+    close(sv[0]);
+}
+
+/* ---- bad input ---- */
+static void *nested_run(void *p) {
+    concur_loop *L = (concur_loop *)p;
+    CHECK_EQ(concur_loop_run(L), -EBUSY);
+    CHECK_EQ(concur_join(concur_co_current(), 0, NULL), -EDEADLK);
+    CHECK_EQ(concur_loop_destroy(L), -EBUSY);
+    CHECK_EQ(concur_wait_fd(-1, CONCUR_READABLE, 0), -EBADF);
+    CHECK_EQ(concur_wait_fd(0, 0, 0), -EINVAL);
+    CHECK_EQ(concur_wait_fd(1000000, CONCUR_READABLE, 0), -EBADF);
+    CHECK_EQ(concur_sleep(0.0 / 0.0), -EINVAL);
+    char c;
+    CHECK_EQ(concur_read(-1, &c, 1, 0), -EBADF);
+    CHECK_EQ(concur_read(5000, &c, 1, 0), -EBADF);
+    return NULL;
+}
+
+static void test_bad_input(void) {
+    errno = 0;
+    CHECK(concur_go(NULL, nested_run, NULL) == NULL); /* no current loop */
+    CHECK_EQ(errno, EINVAL);
+    CHECK(concur_loop_create(&(concur_loop_desc){.backend = 9}) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    CHECK_EQ(concur_loop_run(NULL), -EINVAL);
+    CHECK_EQ(concur_loop_destroy(NULL), -EINVAL);
+    CHECK_EQ(concur_join(NULL, 0, NULL), -EINVAL);
+    CHECK_EQ(concur_detach(NULL), -EINVAL);
+    CHECK_EQ(concur_cancel(NULL), -EINVAL);
+    CHECK_EQ(concur_sleep(-1), -EINVAL);
+    CHECK_EQ(concur_yield(), 0);
+    CHECK_EQ(concur_tcp_listen("127.0.0.1", 70000, 1), -EINVAL);
+    CHECK_EQ(concur_tcp_listen("not an address", 0, 1), -EINVAL);
+    CHECK_EQ(concur_tcp_dial(NULL, 80, 1), -EINVAL);
+    CHECK_EQ(concur_tcp_dial("127.0.0.1", 0, 1), -EINVAL);
+    CHECK_EQ(concur_tcp_local_port(-1), -EBADF);
+    CHECK_EQ(concur_close(-1), -EBADF);
+    CHECK_EQ(concur_connect(0, NULL, 0, 1), -EINVAL);
+    char c;
+    CHECK_EQ(concur_read(0, NULL, 1, 0), -EINVAL);
+    CHECK_EQ(concur_read(-1, &c, 1, 0.0 / 0.0), -EINVAL);
+
+    /* a refused connection */
+    int l = concur_tcp_listen("127.0.0.1", 0, 1);
+    REQUIRE(l >= 0);
+    int port = concur_tcp_local_port(l);
+    close(l);
+    CHECK_EQ(concur_tcp_dial("127.0.0.1", port, 5), -ECONNREFUSED);
+
+    concur_loop *L = new_loop();
+    concur_co *co = concur_go(L, nested_run, L);
+    REQUIRE(co);
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(concur_cancel(co), -EALREADY);
+    CHECK_EQ(concur_join(co, 0, NULL), 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* A name that cannot resolve fails cleanly, with the resolver on its own thread. */
+static void *dial_name(void *p) {
+    int *rc = (int *)p;
+    *rc = concur_tcp_dial("no-such-host.invalid", 80, 2);
+    return NULL;
+}
+
+static void test_dial_unknown_name(void) {
+    concur_loop *L = new_loop();
+    int rc = 0;
+    concur_detach(concur_go(L, dial_name, &rc));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK(rc == -ENOENT || rc == -EHOSTUNREACH || rc == -ETIMEDOUT || rc == -EAFNOSUPPORT);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* ---- many coroutines, stack reuse ---- */
+static int64_t spawned_sum;
+static void *tiny(void *p) {
+    concur_yield();
+    spawned_sum += (intptr_t)p;
+    return NULL;
+}
+
+static void *spawner(void *p) {
+    long n = (long)(intptr_t)p;
+    for (long i = 0; i < n; i++) {
+        concur_co *co = concur_go(NULL, tiny, (void *)(intptr_t)1);
+        REQUIRE(co);
+        concur_detach(co);
+        if (i % 1000 == 999) concur_yield(); /* at most ~1000 alive */
+    }
+    return NULL;
+}
+
+static void test_many_coroutines(void) {
+    concur_loop *L = concur_loop_create(&(concur_loop_desc){.stack_size = 32 * 1024});
+    REQUIRE(L);
+    long n = test_scale(100000);
+    spawned_sum = 0;
+    concur_detach(concur_go(L, spawner, (void *)(intptr_t)n));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(spawned_sum, n);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* ---- stack overflow is reported as such ---- */
+static int recurse(int depth) {
+    volatile char pad[1024];
+    pad[0] = (char)depth;
+    return depth > 1000000 ? pad[0] : recurse(depth + 1) + pad[0];
+}
+
+static void *overflow(void *p) {
+    (void)p;
+    printf("%d\n", recurse(0));
+    return NULL;
+}
+
+static void test_stack_overflow_report(void) {
+    const char *cfg = getenv("CONCUR_TEST_CONFIG");
+    if (cfg && strstr(cfg, "san")) return; /* the sanitizers report it themselves */
+    const char *q = getenv("CONCUR_TEST_QUICK");
+    if (q && *q == '1') return; /* the valgrind suite */
+    int errp[2];
+    REQUIRE(pipe(errp) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(errp[1], 2);
+        concur_loop *L = concur_loop_create(&(concur_loop_desc){.stack_size = 64 * 1024});
+        concur_detach(concur_go(L, overflow, NULL));
+        concur_loop_run(L);
+        _exit(0);
+    }
+    close(errp[1]);
+    char buf[512];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1 && (n = read(errp[0], buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)n;
+    buf[got] = 0;
+    close(errp[0]);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+    /* Strict C99 without feature macros hides sigaltstack: no report there. */
+    if (!cfg || strcmp(cfg, "pedantic") != 0)
+        CHECK(strstr(buf, "coroutine stack overflow (stack size 64 KiB)") != NULL);
+}
+
+int main(void) {
+    test_begin(120);
+    RUN(test_yield_interleaves);
+    RUN(test_sleep_order);
+    RUN(test_many_timers);
+    RUN(test_cancel_local);
+    RUN(test_cancel_and_join_from_thread);
+    RUN(test_go_from_threads);
+    RUN(test_channel_and_sem_between_coroutines);
+    RUN(test_await_pool_future);
+    RUN(test_tcp_echo);
+    RUN(test_thread_client_coroutine_server);
+    RUN(test_close_wakes_waiter);
+    RUN(test_pipe_wrappers);
+    RUN(test_sigpipe_never_raised);
+    RUN(test_bad_input);
+    RUN(test_dial_unknown_name);
+    RUN(test_many_coroutines);
+    RUN(test_stack_overflow_report);
+    return test_end();
+}
+#endif
