@@ -12,7 +12,8 @@
                joins; 1 and 2 threads; seq is the same recursion without spawns
    W2 submit   an outside thread submits 1,000,000 empty tasks, each with a future
                (or the peer's nearest equivalent), then waits for all; 2 workers
-   W3 pfor     out[i] = sqrt((double)i) * 1.0001 over 1e8 doubles; 2 threads */
+   W3 pfor     out[i] = sqrt((double)i) * 1.0001 over 1e8 doubles; 2 threads
+   W4-W7       coroutines and the I/O loop: bench_loop.c */
 #define CONCUR_IMPLEMENTATION
 #include "../../concur.h"
 #include "bench.h"
@@ -30,11 +31,11 @@
 #define BENCH_SOURCE_DIR "tests/bench"
 #endif
 
-static int opt_json, opt_quick, opt_runs = 5;
+int opt_json, opt_quick, opt_runs = 5;
 
 /* ---- reporting ---- */
 
-static void report(const char *workload, const char *impl, int threads, double value,
+void report(const char *workload, const char *impl, int threads, double value,
                    const char *unit, const char *note) {
     if (opt_json) {
         printf("{\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,\"value\":%.6g,\"unit\":\"%s\"}\n",
@@ -52,7 +53,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Median of opt_runs runs of fn; < 0 when any run failed. */
-static double median_of(double (*fn)(void *), void *arg) {
+double median_of(double (*fn)(void *), void *arg) {
     double v[64];
     int n = opt_runs < 64 ? opt_runs : 64;
     for (int i = 0; i < n; i++) {
@@ -451,13 +452,17 @@ static const workload workloads[] = {
     {"W1", w1, "fib(35) fork-join, 1 and 2 threads"},
     {"W2", w2, "1e6 submits with futures from an outside thread, 2 workers"},
     {"W3", w3, "parallel for over 1e8 doubles, 2 threads"},
+    {"W4", w4, "two coroutines ping-pong by yield, 1e7 times each"},
+    {"W5", w5, "create, run (one yield) and free 1e6 coroutines, 1e4 alive; RSS per coroutine"},
+    {"W6", w6, "TCP echo, one server thread, 100 connections x 64 B, 5 s"},
+    {"W7", w7, "HTTP/1.1 hello world, one server thread, wrk -t1 -c100 -d5s"},
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 static void usage(FILE *to) {
     fprintf(to, "usage: concur-bench [--json] [--quick] [--runs N] [WORKLOAD...]\n");
     for (int i = 0; i < NWORKLOADS; i++) fprintf(to, "  %-4s %s\n", workloads[i].id, workloads[i].what);
-    fprintf(to, "  (W4-W9 arrive with the coroutine loop and the process pool)\n");
+    fprintf(to, "  (W8-W9 arrive with the process pool)\n");
 }
 
 int main(int argc, char **argv) {

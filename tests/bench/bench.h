@@ -7,6 +7,20 @@
 extern "C" {
 #endif
 
+/* The runner's shared pieces (bench.c). */
+extern int opt_json, opt_quick, opt_runs;
+void report(const char *workload, const char *impl, int threads, double value, const char *unit,
+            const char *note);
+double median_of(double (*fn)(void *), void *arg);
+void w4(void);
+void w5(void);
+void w6(void);
+void w7(void);
+
+/* Peers in C++ (bench_boost.cpp): seconds for the run, < 0 when it failed. */
+double boost_switch(long n);
+double boost_spawn(long n, long window);
+
 /* Each returns seconds for one run, or < 0 when the run failed. */
 double tbb_fib(int n, int threads, long *result);
 double tbb_submit(long tasks, int threads);

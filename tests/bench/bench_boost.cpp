@@ -1,0 +1,59 @@
+// Boost.Context peers for W4 and W5: the raw fcontext switch (what Boost.Coroutine2
+// and Boost.Fiber build on), with plain malloc'd stacks for spawning.
+#include <boost/context/detail/fcontext.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <vector>
+#include "bench.h"
+
+namespace ctx = boost::context::detail;
+
+static double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+static long switch_rounds;
+
+static void pinger(ctx::transfer_t t) {
+    for (long i = 0; i < switch_rounds; i++) t = ctx::jump_fcontext(t.fctx, nullptr);
+    ctx::jump_fcontext(t.fctx, nullptr);
+}
+
+extern "C" double boost_switch(long n) {
+    const std::size_t size = 64 * 1024;
+    char *stack = static_cast<char *>(std::malloc(size));
+    if (!stack) return -1;
+    switch_rounds = n;
+    ctx::fcontext_t c = ctx::make_fcontext(stack + size, size, pinger);
+    double t0 = now_s();
+    ctx::transfer_t t = ctx::jump_fcontext(c, nullptr);
+    for (long i = 0; i < n; i++) t = ctx::jump_fcontext(t.fctx, nullptr);
+    double t1 = now_s();
+    std::free(stack);
+    return (t1 - t0) / (2.0 * (double)n); // a round is two switches
+}
+
+static void one_yield(ctx::transfer_t t) {
+    t = ctx::jump_fcontext(t.fctx, nullptr); // the yield
+    ctx::jump_fcontext(t.fctx, nullptr);     // finished
+}
+
+extern "C" double boost_spawn(long n, long window) {
+    const std::size_t size = 64 * 1024;
+    std::vector<ctx::fcontext_t> live(window);
+    std::vector<char *> stacks(window);
+    double t0 = now_s();
+    for (long done = 0; done < n; done += window) {
+        long k = n - done < window ? n - done : window;
+        for (long i = 0; i < k; i++) {
+            stacks[i] = static_cast<char *>(std::malloc(size));
+            if (!stacks[i]) return -1;
+            live[i] = ctx::jump_fcontext(ctx::make_fcontext(stacks[i] + size, size, one_yield), nullptr).fctx;
+        }
+        for (long i = 0; i < k; i++) {
+            ctx::jump_fcontext(live[i], nullptr);
+            std::free(stacks[i]);
+        }
+    }
+    return (now_s() - t0) / (double)n;
+}
