@@ -13,6 +13,7 @@ int main(void) {
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 static concur_loop *new_loop(void) {
@@ -612,6 +613,181 @@ static void test_dial_unknown_name(void) {
     CHECK_EQ(concur_loop_destroy(L), 0);
 }
 
+
+/* ---- cancel a coroutine parked on read, on a channel, on a future, on join ---- */
+typedef struct parked_arg { int fds[2]; concur_chan *ch; concur_future *f; int rc[3]; } parked_arg;
+
+static void *parked_read(void *p) {
+    parked_arg *a = (parked_arg *)p;
+    char c;
+    a->rc[0] = (int)concur_read(a->fds[0], &c, 1, CONCUR_FOREVER);
+    return NULL;
+}
+static void *parked_chan(void *p) {
+    parked_arg *a = (parked_arg *)p;
+    int v;
+    a->rc[1] = concur_chan_recv(a->ch, &v, CONCUR_FOREVER);
+    return NULL;
+}
+static void *parked_future(void *p) {
+    parked_arg *a = (parked_arg *)p;
+    a->rc[2] = concur_future_wait(a->f, CONCUR_FOREVER);
+    return NULL;
+}
+static concur_co *parked_cos[3];
+static void *cancel_all(void *p) {
+    (void)p;
+    concur_sleep(0.01);
+    for (int i = 0; i < 3; i++) CHECK_EQ(concur_cancel(parked_cos[i]), 0);
+    return NULL;
+}
+
+static void test_cancel_parked_everywhere(void) {
+    concur_loop *L = new_loop();
+    parked_arg a;
+    memset(&a, 0, sizeof a);
+    REQUIRE(pipe(a.fds) == 0);
+    a.ch = concur_chan_create(sizeof(int), 1);
+    a.f = concur_future_create();
+    REQUIRE(a.ch && a.f);
+    parked_cos[0] = concur_go(L, parked_read, &a);
+    parked_cos[1] = concur_go(L, parked_chan, &a);
+    parked_cos[2] = concur_go(L, parked_future, &a);
+    concur_detach(concur_go(L, cancel_all, NULL));
+    CHECK_EQ(concur_loop_run(L), 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(a.rc[i], -ECANCELED);
+        CHECK_EQ(concur_join(parked_cos[i], 0, NULL), 0);
+    }
+    /* the cancelled waits left nothing behind in the primitives */
+    int v = 5;
+    CHECK_EQ(concur_chan_send(a.ch, &v, 0), 0);
+    CHECK_EQ(concur_future_set_value(a.f, NULL), 0);
+    concur_chan_destroy(a.ch);
+    concur_future_release(a.f);
+    concur_close(a.fds[0]);
+    concur_close(a.fds[1]);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* ---- a peer that half-closes, and one that resets ---- */
+typedef struct peer_arg { int sv[2]; ssize_t eof, after_reset; int reset_fd[2]; } peer_arg;
+
+static void *half_closer(void *p) {
+    peer_arg *a = (peer_arg *)p;
+    concur_send(a->sv[1], "bye", 3, 0, 1, NULL);
+    shutdown(a->sv[1], SHUT_WR); /* we can still read */
+    char buf[8];
+    CHECK_EQ(concur_recv(a->sv[1], buf, sizeof buf, 0, 5), 2);
+    return NULL;
+}
+static void *half_reader(void *p) {
+    peer_arg *a = (peer_arg *)p;
+    char buf[8];
+    CHECK_EQ(concur_recv(a->sv[0], buf, sizeof buf, 0, 5), 3);
+    a->eof = concur_recv(a->sv[0], buf, sizeof buf, 0, 5);
+    CHECK_EQ(concur_send(a->sv[0], "ok", 2, 0, 5, NULL), 2); /* the other way still works */
+    return NULL;
+}
+static void *resetter(void *p) {
+    peer_arg *a = (peer_arg *)p;
+    struct linger lg = {1, 0}; /* close with RST */
+    setsockopt(a->reset_fd[1], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    concur_sleep(0.01);
+    concur_close(a->reset_fd[1]);
+    return NULL;
+}
+static void *reset_reader(void *p) {
+    peer_arg *a = (peer_arg *)p;
+    char buf[8];
+    a->after_reset = concur_recv(a->reset_fd[0], buf, sizeof buf, 0, 5);
+    return NULL;
+}
+
+static void test_half_close_and_reset(void) {
+    concur_loop *L = new_loop();
+    peer_arg a;
+    memset(&a, 0, sizeof a);
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, a.sv) == 0);
+    int l = concur_tcp_listen("127.0.0.1", 0, 4);
+    REQUIRE(l >= 0);
+    a.reset_fd[0] = concur_tcp_dial("127.0.0.1", concur_tcp_local_port(l), 5);
+    a.reset_fd[1] = concur_accept(l, NULL, NULL, 5);
+    REQUIRE(a.reset_fd[0] >= 0 && a.reset_fd[1] >= 0);
+    concur_detach(concur_go(L, half_closer, &a));
+    concur_detach(concur_go(L, half_reader, &a));
+    concur_detach(concur_go(L, resetter, &a));
+    concur_detach(concur_go(L, reset_reader, &a));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(a.eof, 0);
+    CHECK_EQ(a.after_reset, -ECONNRESET);
+    concur_close(a.sv[0]);
+    concur_close(a.sv[1]);
+    concur_close(a.reset_fd[0]);
+    concur_close(l);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* ---- 10,000 coroutines alive at once, 1,000 TCP connections at once ---- */
+static concur_event all_in;
+static int64_t alive_now, alive_max;
+static void *alive(void *p) {
+    (void)p;
+    alive_now++;
+    if (alive_now > alive_max) alive_max = alive_now;
+    CHECK_EQ(concur_event_wait(&all_in, 30), 0);
+    alive_now--;
+    return NULL;
+}
+static void *release_all(void *p) {
+    (void)p;
+    concur_yield();
+    concur_event_set(&all_in);
+    return NULL;
+}
+
+static void test_ten_thousand_coroutines(void) {
+    concur_loop *L = concur_loop_create(&(concur_loop_desc){.stack_size = 64 * 1024});
+    REQUIRE(L);
+    concur_event_init(&all_in);
+    alive_now = alive_max = 0;
+    long n = test_scale(10000) < 1000 ? 1000 : 10000;
+    for (long i = 0; i < n; i++) concur_detach(concur_go(L, alive, NULL));
+    concur_detach(concur_go(L, release_all, NULL));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(alive_max, n);
+    CHECK_EQ(alive_now, 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+static void test_thousand_connections(void) {
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    int want = 2 * 1000 + 64;
+    if (rl.rlim_cur < (rlim_t)want && rl.rlim_max >= (rlim_t)want) {
+        rl.rlim_cur = (rlim_t)want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int clients = rl.rlim_cur >= (rlim_t)want ? 1000 : (int)(rl.rlim_cur - 64) / 2;
+    concur_loop *L = concur_loop_create(&(concur_loop_desc){.stack_size = 64 * 1024});
+    REQUIRE(L);
+    echo_arg a;
+    memset(&a, 0, sizeof a);
+    a.lfd = concur_tcp_listen("127.0.0.1", 0, 1024);
+    REQUIRE(a.lfd >= 0);
+    a.port = concur_tcp_local_port(a.lfd);
+    a.clients = clients;
+    a.rounds = 5;
+    concur_detach(concur_go(L, echo_server, &a));
+    for (int i = 0; i < a.clients; i++) concur_detach(concur_go(L, echo_client, &a));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(a.errors, 0);
+    CHECK_EQ(a.bytes, (int64_t)(1 + 2 + 3 + 4 + 5) * a.clients);
+    printf("     (%d concurrent connections)\n", a.clients);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
 /* ---- many coroutines, stack reuse ---- */
 static int64_t spawned_sum;
 static void *tiny(void *p) {
@@ -711,6 +887,10 @@ int main(void) {
     RUN(test_sigpipe_never_raised);
     RUN(test_bad_input);
     RUN(test_dial_unknown_name);
+    RUN(test_cancel_parked_everywhere);
+    RUN(test_half_close_and_reset);
+    RUN(test_ten_thousand_coroutines);
+    RUN(test_thousand_connections);
     RUN(test_many_coroutines);
     RUN(test_stack_overflow_report);
     return test_end();
