@@ -16,6 +16,11 @@ int main(void) {
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+static int test_tsan(void) {
+    const char *cfg = getenv("CONCUR_TEST_CONFIG");
+    return cfg && strcmp(cfg, "tsan") == 0;
+}
+
 static concur_loop *new_loop(void) {
     /* the poll configuration forces its backend with CONCUR_IO_POLL */
     concur_loop *L = concur_loop_create(NULL);
@@ -180,7 +185,8 @@ static void test_cancel_and_join_from_thread(void) {
     CHECK_EQ(concur_join(co, 0.02, NULL), -ETIMEDOUT); /* a thread waits on a coroutine */
     CHECK_EQ(concur_loop_destroy(L), -EBUSY);
     CHECK_EQ(concur_cancel(co), 0);
-    CHECK_EQ(concur_cancel(co), 0); /* a second request before delivery merges */
+    int again = concur_cancel(co); /* merges with the first, or finds co finished */
+    CHECK(again == 0 || again == -EALREADY);
     void *r = NULL;
     CHECK_EQ(concur_join(co, 10, &r), 0);
     CHECK(r == (void *)42);
@@ -751,7 +757,7 @@ static void test_ten_thousand_coroutines(void) {
     REQUIRE(L);
     concur_event_init(&all_in);
     alive_now = alive_max = 0;
-    long n = test_scale(10000) < 1000 ? 1000 : 10000;
+    long n = test_scale(10000) < 1000 || test_tsan() ? 1000 : 10000;
     for (long i = 0; i < n; i++) concur_detach(concur_go(L, alive, NULL));
     concur_detach(concur_go(L, release_all, NULL));
     CHECK_EQ(concur_loop_run(L), 0);
@@ -770,6 +776,7 @@ static void test_thousand_connections(void) {
         getrlimit(RLIMIT_NOFILE, &rl);
     }
     int clients = rl.rlim_cur >= (rlim_t)want ? 1000 : (int)(rl.rlim_cur - 64) / 2;
+    if (test_tsan()) clients = 200; /* TSan keeps about 1 MiB of state per coroutine */
     concur_loop *L = concur_loop_create(&(concur_loop_desc){.stack_size = 64 * 1024});
     REQUIRE(L);
     echo_arg a;
