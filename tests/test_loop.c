@@ -286,38 +286,37 @@ static void test_channel_and_sem_between_coroutines(void) {
     CHECK_EQ(concur_loop_destroy(L), 0);
 }
 
-static void *slow_square(void *p) {
+/* The pool tasks cannot finish before the ticker coroutine has run, and the ticker
+   runs only if the loop keeps going while the awaiter is parked on a future. */
+static concur_event gate;
+
+static void *gated_square(void *p) {
     intptr_t v = (intptr_t)p;
-    struct timespec ts = {0, 2000000};
-    nanosleep(&ts, NULL);
+    CHECK_EQ(concur_event_wait(&gate, 30), 0);
     return (void *)(v * v);
 }
 
-typedef struct exec_arg { concur_pool *pool; int64_t sum; int ticks; int done; } exec_arg;
+typedef struct exec_arg { concur_pool *pool; int64_t sum; } exec_arg;
 
 static void *awaiter(void *p) {
     exec_arg *a = (exec_arg *)p;
     concur_future *fs[8];
     for (int i = 0; i < 8; i++) {
-        fs[i] = concur_pool_submit(a->pool, slow_square, (void *)(intptr_t)(i + 1));
+        fs[i] = concur_pool_submit(a->pool, gated_square, (void *)(intptr_t)(i + 1));
         REQUIRE(fs[i]);
     }
     for (int i = 0; i < 8; i++) {
         void *v;
-        CHECK_EQ(concur_future_result(fs[i], 10, &v), 0);
+        CHECK_EQ(concur_future_result(fs[i], 30, &v), 0);
         a->sum += (intptr_t)v;
         concur_future_release(fs[i]);
     }
-    a->done = 1;
     return NULL;
 }
 
-static void *ticker(void *p) {
-    exec_arg *a = (exec_arg *)p;
-    while (!a->done) {
-        a->ticks++;
-        concur_sleep(0.001);
-    }
+static void *opener(void *p) {
+    (void)p;
+    concur_event_set(&gate);
     return NULL;
 }
 
@@ -325,13 +324,13 @@ static void test_await_pool_future(void) {
     concur_loop *L = new_loop();
     exec_arg a;
     memset(&a, 0, sizeof a);
+    concur_event_init(&gate);
     a.pool = concur_pool_create(&(concur_pool_desc){.threads = 2});
     REQUIRE(a.pool);
-    concur_detach(concur_go(L, awaiter, &a));
-    concur_detach(concur_go(L, ticker, &a));
+    concur_detach(concur_go(L, awaiter, &a)); /* runs first, parks on its futures */
+    concur_detach(concur_go(L, opener, NULL));
     CHECK_EQ(concur_loop_run(L), 0);
     CHECK_EQ(a.sum, 204);
-    CHECK(a.ticks >= 2); /* the loop kept running while the coroutine waited */
     CHECK_EQ(concur_pool_destroy(a.pool), 0);
     CHECK_EQ(concur_loop_destroy(L), 0);
 }
