@@ -415,6 +415,114 @@ CONCUR_API int concur_group_wait(concur_group *g);
 CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end, int64_t grain,
                                    void (*body)(int64_t lo, int64_t hi, void *ctx), void *ctx);
 
+#ifndef CONCUR_NO_PROCESS
+/* ---- process pool (multiprocessing's job) -----------------------------------------
+   Worker processes for work that must not take the program down: a task that
+   crashes (SIGSEGV, abort, exit, OOM kill) or runs past its timeout fails only its own
+   future, its worker is reaped and replaced, and the pool keeps serving.
+
+   A task is fn(in, in_len, out) run in a worker: it reads the input bytes and writes
+   its result bytes with concur_proc_alloc / concur_proc_write, or returns a negative
+   error. Workers are forked (never exec'd), so fn is any function of the program and
+   sees the program's memory as it was when the pool was created. Payloads of
+   shm_threshold bytes or more cross through shared memory instead of the socket.
+
+   Create the pool early, before the program starts threads that may hold locks: the
+   pool forks a single-threaded helper process at creation, and every worker (also
+   every replacement) is forked from that helper, so locks, thread pools and loops made
+   before that point must not be used inside tasks, and state changed after it is not
+   seen by workers. Workers ignore SIGINT (Ctrl-C reaches only the parent), close every
+   inherited fd but 0, 1 and 2, and exit when the parent dies, even by SIGKILL.
+
+   Futures complete on the pool's own thread (callbacks registered with
+   concur_future_then run there); any thread, pool worker or coroutine may wait on
+   them. Linux and other POSIX systems with fork and AF_UNIX sockets. */
+typedef struct concur_procpool concur_procpool;
+/* Where a task writes its result (valid during the call only). */
+typedef struct concur_proc_out concur_proc_out;
+/* Runs in a worker process. Returns >= 0 on success (the future gets the bytes
+   written to out), or a negative error that becomes the future's error. */
+typedef int (*concur_proc_fn)(const void *in, size_t in_len, concur_proc_out *out);
+
+typedef struct concur_procpool_desc {
+    int workers;              /* worker processes; 0: the number of online CPUs */
+    int max_tasks_per_child;  /* a worker retires and is replaced after this many
+                                 tasks; 0: never */
+    double task_timeout;      /* seconds a task may run before it fails with
+                                 -ETIMEDOUT and its worker is killed; 0: no limit */
+    /* Runs once in each worker before its first task; a negative return breaks the
+       pool (creation fails, or later tasks get CONCUR_EBROKEN). */
+    int (*initializer)(void *arg);
+    void *init_arg;
+    /* More than max_restarts crashes within restart_window seconds mark the pool
+       broken instead of respawning forever. 0: 20 in 10 s; max_restarts < 0: no
+       limit. Timeouts and retirements do not count. */
+    int max_restarts;
+    double restart_window;
+    /* Payloads (either way) from this size go through shared memory. 0: 64 KiB. */
+    size_t shm_threshold;
+    /* Seconds between SIGTERM and SIGKILL when a worker is stopped by force (task
+       timeout, shutdown past its bound). 0: 0.5 s. */
+    double kill_grace;
+} concur_procpool_desc;
+
+/* Forks the helper and the workers and waits until every worker has run its
+   initializer. desc may be NULL (all defaults). NULL with errno EINVAL (bad desc),
+   ENOMEM, EAGAIN (fork or thread creation failed), EMFILE, or the negated code an
+   initializer returned (ECHILD when a worker died during start-up). Nothing is left
+   behind on failure. Thread-safe. */
+CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *desc);
+/* Queues fn over a copy of in[0..in_len) (the caller's buffer may be reused at once)
+   and returns a future that completes with the result bytes (concur_future_bytes),
+   fn's negative error, -ETIMEDOUT, CONCUR_EWORKERDIED (see concur_future_death),
+   CONCUR_EBROKEN, or -ECANCELED. The caller owns one reference. Any thread. After
+   shutdown the future comes back already failed with CONCUR_ESHUTDOWN (CONCUR_EBROKEN
+   when broken). NULL with errno EINVAL (NULL pp or fn, NULL in with in_len > 0) or
+   ENOMEM. */
+CONCUR_API concur_future *concur_procpool_submit(concur_procpool *pp, concur_proc_fn fn,
+                                                 const void *in, size_t in_len);
+/* The same with its own timeout in seconds (< 0 or 0: none; NaN: EINVAL). */
+CONCUR_API concur_future *concur_procpool_submit_timeout(concur_procpool *pp, concur_proc_fn fn,
+                                                         const void *in, size_t in_len,
+                                                         double timeout);
+/* Pool.map over n fixed-size items: fn runs once per item (in_size bytes in, at most
+   out_size bytes out; a shorter result is zero-padded) and out[i] gets item i's
+   result, in input order. Items travel in chunks of `chunk` (0: automatic, n / (4 x
+   workers) like Pool.map). Blocks until done (context-aware). 0; the error of the
+   first failing item in input order (its chunk fails as a whole: fn's code,
+   -EMSGSIZE for a result over out_size, CONCUR_EWORKERDIED, -ETIMEDOUT); -ETIMEDOUT
+   when the whole map is not done within timeout (its queued chunks are cancelled, and
+   out is no longer written); -EINVAL, -ENOMEM, CONCUR_ESHUTDOWN, CONCUR_EBROKEN. out
+   may be NULL when out_size is 0. */
+CONCUR_API int concur_procpool_map(concur_procpool *pp, concur_proc_fn fn, const void *in, size_t n,
+                                   size_t in_size, void *out, size_t out_size, size_t chunk,
+                                   double timeout);
+/* Stops accepting work and stops the workers within a bound: queued tasks run first
+   (or are cancelled with -ECANCELED when cancel_pending is nonzero), then idle
+   workers are asked to exit. Whatever still runs after `timeout` seconds (< 0:
+   forever) gets SIGTERM, then SIGKILL after kill_grace, and its future fails with
+   CONCUR_ESHUTDOWN; tasks still queued then fail the same way. Returns when every
+   worker and the helper are reaped: 0, -EINVAL, -EDEADLK from the pool's own thread
+   (a future callback). Idempotent; concurrent calls all wait. */
+CONCUR_API int concur_procpool_shutdown(concur_procpool *pp, int cancel_pending, double timeout);
+/* Shuts down (running queued work, waiting as long as it takes) and frees the pool.
+   0, -EINVAL, -EDEADLK (see shutdown). */
+CONCUR_API int concur_procpool_destroy(concur_procpool *pp);
+/* Number of worker processes, or -EINVAL. */
+CONCUR_API int concur_procpool_workers(concur_procpool *pp);
+/* For a future failed with CONCUR_EWORKERDIED: *signo gets the signal that killed the
+   worker (0 when it exited) and *exit_code its exit status (-1 when killed by a
+   signal); either pointer may be NULL. 0, or -EINVAL for any other future. */
+CONCUR_API int concur_future_death(concur_future *f, int *signo, int *exit_code);
+
+/* Inside a task: a result buffer of exactly len bytes (replacing anything written
+   before), to fill in place; valid until the next call on out. NULL with errno EINVAL
+   (NULL out) or ENOMEM. */
+CONCUR_API void *concur_proc_alloc(concur_proc_out *out, size_t len);
+/* Inside a task: appends len bytes to the result. 0, -EINVAL, -ENOMEM. */
+CONCUR_API int concur_proc_write(concur_proc_out *out, const void *data, size_t len);
+#endif /* CONCUR_NO_PROCESS */
+
 #ifndef CONCUR_NO_IO
 /* ---- coroutines and the I/O loop (asyncio's job) ---------------------------------
    A loop runs stackful coroutines on one thread: each coroutine is plain blocking-
@@ -1421,6 +1529,10 @@ struct concur_future {
     int32_t refs;
     int error;
     int cancelled;
+    /* Process pool: while pending, minus the microseconds a waiting thread may spin;
+       once failed with CONCUR_EWORKERDIED, the dead worker's wait status + 1 (0 when
+       unknown). */
+    int detail;
     union { void *value; void *task_arg; } vu;
     union { void *bytes; void *(*task_fn)(void *); } bu;
     size_t bytes_len;
@@ -1597,6 +1709,20 @@ CONCUR__PRIVATE int concur__future_wait_deadline(concur_future *f, int64_t deadl
     if (f->nu.task_pool) {
         int (*run_inline)(concur_future *) = concur__load(&concur__future_run_inline, ACQUIRE);
         if (run_inline && run_inline(f)) return 0;
+    }
+    int spin_us = -concur__load(&f->detail, RELAXED);
+    if (spin_us > 0 && !concur__cur_sched) {
+        /* A process task's result takes two wake-ups to get here (worker to pool
+           thread to us). A thread that keeps its CPU for a short while saves the
+           second one, which on a VM costs tens of microseconds. */
+        int64_t until = concur__now_ns() + (int64_t)spin_us * 1000;
+        if (until > deadline) until = deadline;
+        do {
+            for (int i = 0; i < 64; i++) {
+                if (concur__future_is_done(f)) return 0;
+                concur__cpu_relax();
+            }
+        } while (concur__now_ns() < until);
     }
     concur__lock(&f->lock);
     if (concur__future_is_done(f)) { concur__unlock(&f->lock); return 0; }
@@ -4307,6 +4433,1473 @@ CONCUR_API int concur_tcp_dial(const char *host, int port, double timeout) {
 #endif
 }
 #endif /* CONCUR_NO_IO */
+
+#ifndef CONCUR_NO_PROCESS
+/* >>process ------------------------------------------------------------------------
+   The process pool has three kinds of process:
+   - the parent, where callers submit; a pool thread (the driver) polls the worker
+     sockets, completes futures, enforces timeouts and replaces workers;
+   - the helper, forked once at creation before the pool owns any thread. It is
+     single-threaded and does two things on request: fork a worker, and reap one. So no
+     worker is ever forked from the multi-threaded parent, the parent never waits on a
+     pid it did not fork (its SIGCHLD is never touched, no status is stolen), and a pid
+     stays valid for kill() until the driver itself asks for the reap;
+   - the workers, each with its own AF_UNIX stream socket to the parent. A dead worker
+     closes only its own channel, which the driver sees at once as end of file.
+   A frame is a fixed header plus an optional inline payload. Payloads of
+   shm_threshold bytes or more stay in shared memory instead: each worker has an input
+   arena the parent writes and an output arena the worker writes, memfd files mapped
+   on both sides, passed once with SCM_RIGHTS and kept, so a big task costs one copy
+   in and one copy out and no page faults after the first. One task is in flight per
+   worker, which keeps both arenas free of races. */
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#ifdef __linux__
+#  include <sys/prctl.h>
+#  include <sys/eventfd.h>
+#  include <sys/syscall.h>
+#  if !defined(__cplusplus) && !defined(CONCUR__FUTEX)
+long syscall(long number, ...);
+#  endif
+#endif
+
+enum {
+    CONCUR__PF_TASK = 1,    /* parent -> worker: payload inline */
+    CONCUR__PF_TASK_SHM,    /* parent -> worker: payload in the input arena */
+    CONCUR__PF_EXIT,        /* parent -> worker: exit now (shutdown) */
+    CONCUR__PF_HELLO,       /* worker -> parent: initializer ran, status is its result */
+    CONCUR__PF_RESULT,      /* worker -> parent: result inline */
+    CONCUR__PF_RESULT_SHM   /* worker -> parent: result in the output arena */
+};
+
+typedef struct concur__pframe {
+    uint32_t type;
+    int32_t status;     /* the task's return code; HELLO: the initializer's */
+    uint64_t id;
+    uint64_t fn;        /* the task function's address: the same in every forked copy */
+    uint64_t len;       /* payload bytes */
+    uint64_t arena;     /* size of the sender's arena when the payload is in it */
+    uint64_t in_item;   /* map chunks: item sizes; 0 for a plain task */
+    uint64_t out_item;
+} concur__pframe;
+
+/* Parent <-> helper, one SOCK_SEQPACKET message each. */
+enum { CONCUR__H_SPAWN = 1, CONCUR__H_REAP, CONCUR__H_SPAWNED, CONCUR__H_REAPED };
+typedef struct concur__hmsg {
+    int32_t op, index, pid, status;
+} concur__hmsg;
+
+enum {
+    CONCUR__W_EMPTY = 0, /* no process */
+    CONCUR__W_SPAWNING,  /* asked the helper; pid or hello may still be missing */
+    CONCUR__W_IDLE,
+    CONCUR__W_BUSY,      /* a task is in flight, or a timed-out one is being killed */
+    CONCUR__W_RETIRING,  /* will exit by itself (max tasks, or asked to) */
+    CONCUR__W_DEAD       /* end of file seen, reap requested */
+};
+
+typedef struct concur__pmap {
+    concur_mutex lock;
+    int32_t refs;
+    int abandoned;      /* the caller returned: out must not be written any more */
+    unsigned char *out;
+} concur__pmap;
+
+typedef struct concur__ptask {
+    struct concur__ptask *next;
+    concur_future *future;     /* the task's own reference */
+    concur_proc_fn fn;
+    uint64_t id;
+    unsigned char *in;         /* a copy while queued */
+    const unsigned char *in_ref; /* map chunks: the caller's own input, which stays
+                                    valid until the map returns (see abandoned) */
+    size_t in_len;
+    int64_t timeout_ns;        /* < 0: none */
+    concur__pmap *map;         /* map chunks only */
+    size_t out_off, in_item, out_item;
+} concur__ptask;
+
+typedef struct concur__pworker {
+    int index;
+    int state;
+    int pid;                   /* 0 until the helper reports it */
+    int fd;                    /* the parent's end of the channel, -1 when none */
+    int hello, eof, reap_sent;
+    int init_status;
+    int kill_reason;           /* 0, -ETIMEDOUT or CONCUR_ESHUTDOWN: why we stop it */
+    int tasks_done;
+    concur__ptask *task;       /* in flight */
+    int64_t deadline;          /* of the task in flight */
+    int64_t kill_at;           /* SIGKILL after SIGTERM */
+    /* Held while a frame goes out; the driver takes it before closing fd or changing
+       the input arena, so a submitter's direct dispatch never writes a stale fd. */
+    concur_mutex send_lock;
+    int in_fd;                 /* input arena (parent-owned), -1 when none */
+    unsigned char *in_map;
+    size_t in_cap;
+    int in_fd_sent;
+    int out_fd;                /* output arena (worker-owned), mapped read-only */
+    unsigned char *out_map;
+    size_t out_len;
+    concur__pframe rx;         /* frame being received (the driver only) */
+    size_t rx_got;
+    int rx_fd;                 /* an fd that came with the frame's first bytes */
+    int retiring;              /* exits by itself: max tasks reached, or asked to */
+    unsigned char *rx_body;
+    size_t rx_body_got;
+} concur__pworker;
+
+enum { CONCUR__PP_RUNNING = 0, CONCUR__PP_STOPPING, CONCUR__PP_STOPPED };
+
+struct concur_procpool {
+    concur_mutex lock;
+    concur_procpool_desc desc; /* defaults filled in */
+    int nworkers;
+    concur__pworker *workers;
+    concur__ptask *qhead, *qtail;
+    uint64_t next_id;
+    int state;
+    int broken;                /* 0, or the code new work fails with (CONCUR_EBROKEN) */
+    int64_t stop_deadline;
+    int stop_forced;
+    int helper_pid;
+    int helper_gone;
+    int ctl;                   /* to the helper */
+    int wake_rd, wake_wr;
+    uint32_t wake_pending;
+    int64_t driver_deadline;   /* when the driver's poll would return by itself */
+    pthread_t driver;
+    int driver_running;
+    int joined;
+    int64_t *crash_times;      /* ring of the last max_restarts + 1 crashes */
+    int crash_pos;
+    concur_event stopped;
+    /* The helper's and workers' own copies of the memory are made at creation; these
+       two are read there. */
+    int64_t *kids;             /* helper: pid per worker slot */
+};
+
+/* The worker process's state; lives in the worker only. */
+typedef struct concur__wproc {
+    int fd;
+    size_t threshold;
+    int in_fd;
+    unsigned char *in_map;
+    size_t in_len;
+    int out_fd;                /* -1: no shared memory, results go inline */
+    unsigned char *out_buf;
+    size_t out_cap;
+    int out_fd_sent;
+    unsigned char *inbuf;      /* inline input */
+    size_t inbuf_cap;
+} concur__wproc;
+
+struct concur_proc_out {
+    concur__wproc *wp;
+    size_t base, len;
+};
+
+#define CONCUR__PP_THRESHOLD_DEFAULT ((size_t)64 * 1024)
+#define CONCUR__PP_WAIT_SPIN_US 100
+
+CONCUR__PRIVATE size_t concur__pp_page(void) {
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
+CONCUR__PRIVATE size_t concur__pp_round(size_t n) {
+    size_t pg = concur__pp_page();
+    return (n + pg - 1) / pg * pg;
+}
+
+CONCUR__PRIVATE int concur__memfd(size_t size) {
+#if defined(__linux__) && defined(SYS_memfd_create)
+    int fd = (int)syscall(SYS_memfd_create, "concur-arena", 1u /* MFD_CLOEXEC */);
+    if (fd < 0) return -errno;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+#else
+    (void)size;
+    return -ENOSYS;
+#endif
+}
+
+/* Sends a header, an optional payload and an optional fd, all of it; EINTR and short
+   writes are continued. 0 or -errno (a dead peer gives -EPIPE, never SIGPIPE). */
+CONCUR__PRIVATE int concur__send_frame(int fd, const concur__pframe *h, const void *payload,
+                                       size_t plen, int pass_fd) {
+    struct iovec iov[2];
+    iov[0].iov_base = (void *)h;
+    iov[0].iov_len = sizeof *h;
+    iov[1].iov_base = (void *)payload;
+    iov[1].iov_len = plen;
+    int niov = plen ? 2 : 1, first = 0;
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } cbuf;
+    while (first < niov) {
+        struct msghdr m;
+        memset(&m, 0, sizeof m);
+        m.msg_iov = iov + first;
+        m.msg_iovlen = (size_t)(niov - first);
+        if (pass_fd >= 0) {
+            memset(&cbuf, 0, sizeof cbuf);
+            m.msg_control = cbuf.buf;
+            m.msg_controllen = sizeof cbuf.buf;
+            struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+        }
+        ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        pass_fd = -1; /* attached to the first byte, sent */
+        size_t left = (size_t)n;
+        while (first < niov && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+        if (first < niov) {
+            iov[first].iov_base = (char *)iov[first].iov_base + left;
+            iov[first].iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+/* One recvmsg; an fd that came along is stored in *got_fd (extra ones are closed). */
+CONCUR__PRIVATE ssize_t concur__recv_some(int fd, void *buf, size_t len, int flags, int *got_fd) {
+    struct iovec iov;
+    iov.iov_base = buf;
+    iov.iov_len = len;
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int) * 4)]; } cbuf;
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf.buf;
+    m.msg_controllen = sizeof cbuf.buf;
+#ifdef MSG_CMSG_CLOEXEC
+    flags |= MSG_CMSG_CLOEXEC;
+#endif
+    ssize_t n;
+    do n = recvmsg(fd, &m, flags);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+            int passed;
+            memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (got_fd && *got_fd < 0) *got_fd = passed;
+            else close(passed);
+        }
+    }
+    return n;
+}
+
+/* Blocking: reads exactly len bytes. 1, 0 at end of file, or -errno. */
+CONCUR__PRIVATE int concur__recv_all(int fd, void *buf, size_t len, int *got_fd) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = concur__recv_some(fd, (char *)buf + got, len - got, 0, got_fd);
+        if (n < 0) return (int)n;
+        if (n == 0) return 0;
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+/* ---- the worker process ---------------------------------------------------------- */
+
+/* Makes room for need bytes of output; the shared arena grows in place (same file, so
+   the parent keeps its fd and only remaps). 0 or -ENOMEM. */
+CONCUR__PRIVATE int concur__wout_reserve(concur__wproc *wp, size_t need) {
+    if (need <= wp->out_cap) return 0;
+    size_t cap = wp->out_cap ? wp->out_cap : concur__pp_round(4096);
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) return -ENOMEM;
+        cap *= 2;
+    }
+    cap = concur__pp_round(cap);
+    if (wp->out_fd >= 0 && ftruncate(wp->out_fd, (off_t)cap) == 0) {
+        void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, wp->out_fd, 0);
+        if (m != MAP_FAILED) {
+            if (wp->out_buf) munmap(wp->out_buf, wp->out_cap);
+            wp->out_buf = (unsigned char *)m;
+            wp->out_cap = cap;
+            return 0;
+        }
+    }
+    if (wp->out_fd >= 0) return -ENOMEM;
+    unsigned char *b = (unsigned char *)CONCUR_REALLOC(wp->out_buf, cap);
+    if (!b) return -ENOMEM;
+    wp->out_buf = b;
+    wp->out_cap = cap;
+    return 0;
+}
+
+CONCUR_API void *concur_proc_alloc(concur_proc_out *out, size_t len) {
+    if (!out || !out->wp) { errno = EINVAL; return NULL; }
+    if (len > SIZE_MAX - out->base || concur__wout_reserve(out->wp, out->base + len) < 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    out->len = len;
+    return out->wp->out_buf + out->base;
+}
+
+CONCUR_API int concur_proc_write(concur_proc_out *out, const void *data, size_t len) {
+    if (!out || !out->wp || (!data && len)) return -EINVAL;
+    size_t end = out->base + out->len;
+    if (len > SIZE_MAX - end || concur__wout_reserve(out->wp, end + len) < 0) return -ENOMEM;
+    if (len) memcpy(out->wp->out_buf + end, data, len);
+    out->len += len;
+    return 0;
+}
+
+/* Runs one frame's work; returns the status and sets *out_len. */
+CONCUR__PRIVATE int concur__worker_run(concur__wproc *wp, const concur__pframe *h, const unsigned char *in,
+                                       size_t *out_len) {
+    concur_proc_fn fn;
+    memcpy(&fn, &h->fn, sizeof fn);
+    concur_proc_out out;
+    out.wp = wp;
+    out.base = 0;
+    out.len = 0;
+    *out_len = 0;
+    if (!h->in_item) {
+        int rc = fn(in, (size_t)h->len, &out);
+        if (rc >= 0) *out_len = out.len;
+        return rc < 0 ? rc : 0;
+    }
+    size_t n = (size_t)(h->len / h->in_item), osz = (size_t)h->out_item;
+    if (osz && n > SIZE_MAX / osz) return -ENOMEM;
+    if (concur__wout_reserve(wp, n * osz) < 0) return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        out.base = i * osz;
+        out.len = 0;
+        int rc = fn(in + i * (size_t)h->in_item, (size_t)h->in_item, &out);
+        if (rc < 0) return rc;
+        if (out.len > osz) return -EMSGSIZE;
+        if (out.len < osz) memset(wp->out_buf + out.base + out.len, 0, osz - out.len);
+    }
+    *out_len = n * osz;
+    return 0;
+}
+
+/* The pool as the helper and the workers inherited it. Held here so that leak
+   checkers running in those processes (valgrind follows forks) see it as reachable. */
+static const concur_procpool *volatile concur__proc_inherited;
+
+CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd, int helper_pid) {
+    concur__proc_inherited = pp;
+#ifdef __linux__
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+    /* The helper may have died before the line above: then nobody would reap us. */
+    if (getppid() != helper_pid) _exit(0);
+    concur__wproc wp;
+    memset(&wp, 0, sizeof wp);
+    wp.fd = fd;
+    wp.threshold = pp->desc.shm_threshold;
+    wp.in_fd = -1;
+    wp.out_fd = concur__memfd(concur__pp_page());
+    if (wp.out_fd >= 0) {
+        void *m = mmap(NULL, concur__pp_page(), PROT_READ | PROT_WRITE, MAP_SHARED, wp.out_fd, 0);
+        if (m == MAP_FAILED) {
+            close(wp.out_fd);
+            wp.out_fd = -1;
+        } else {
+            wp.out_buf = (unsigned char *)m;
+            wp.out_cap = concur__pp_page();
+        }
+    }
+    concur__pframe h;
+    memset(&h, 0, sizeof h);
+    h.type = CONCUR__PF_HELLO;
+    h.status = pp->desc.initializer ? pp->desc.initializer(pp->desc.init_arg) : 0;
+    fflush(NULL);
+    if (concur__send_frame(fd, &h, NULL, 0, -1) < 0 || h.status < 0) _exit(0);
+    int done = 0;
+    for (;;) {
+        int got_fd = -1;
+        if (concur__recv_all(fd, &h, sizeof h, &got_fd) <= 0 || h.type == CONCUR__PF_EXIT) _exit(0);
+        const unsigned char *in = NULL;
+        int status = 0;
+        if (h.type == CONCUR__PF_TASK_SHM) {
+            if (got_fd >= 0) {
+                if (wp.in_map) munmap(wp.in_map, wp.in_len);
+                if (wp.in_fd >= 0) close(wp.in_fd);
+                wp.in_fd = got_fd;
+                wp.in_map = NULL;
+                wp.in_len = 0;
+                got_fd = -1;
+            }
+            if (wp.in_fd >= 0 && h.arena > wp.in_len) {
+                if (wp.in_map) munmap(wp.in_map, wp.in_len);
+                void *m = mmap(NULL, (size_t)h.arena, PROT_READ, MAP_SHARED, wp.in_fd, 0);
+                wp.in_map = m == MAP_FAILED ? NULL : (unsigned char *)m;
+                wp.in_len = wp.in_map ? (size_t)h.arena : 0;
+            }
+            if (!wp.in_map || h.len > wp.in_len) status = -EPROTO;
+            in = wp.in_map;
+        } else if (h.type == CONCUR__PF_TASK) {
+            if (h.len > wp.inbuf_cap) {
+                unsigned char *b = (unsigned char *)CONCUR_REALLOC(wp.inbuf, (size_t)h.len);
+                if (!b) _exit(70); /* cannot even drain the frame: the parent sees a death */
+                wp.inbuf = b;
+                wp.inbuf_cap = (size_t)h.len;
+            }
+            if (h.len && concur__recv_all(fd, wp.inbuf, (size_t)h.len, NULL) <= 0) _exit(0);
+            in = wp.inbuf;
+        } else {
+            _exit(71);
+        }
+        if (got_fd >= 0) close(got_fd);
+        size_t out_len = 0;
+        if (!status) status = concur__worker_run(&wp, &h, in, &out_len);
+        fflush(NULL);
+        concur__pframe r;
+        memset(&r, 0, sizeof r);
+        r.id = h.id;
+        r.status = status;
+        r.len = status < 0 ? 0 : out_len;
+        int pass = -1;
+        const void *payload = wp.out_buf;
+        size_t plen = (size_t)r.len;
+        if (plen >= wp.threshold && wp.out_fd >= 0) {
+            r.type = CONCUR__PF_RESULT_SHM;
+            r.arena = wp.out_cap;
+            if (!wp.out_fd_sent) pass = wp.out_fd;
+            wp.out_fd_sent = 1;
+            plen = 0;
+        } else {
+            r.type = CONCUR__PF_RESULT;
+        }
+        if (concur__send_frame(fd, &r, payload, plen, pass) < 0) _exit(0);
+        if (pp->desc.max_tasks_per_child > 0 && ++done >= pp->desc.max_tasks_per_child) _exit(0);
+    }
+}
+
+/* ---- the helper process ---------------------------------------------------------- */
+
+CONCUR__PRIVATE void concur__close_fds_except(int keep) {
+#if defined(__linux__) && defined(SYS_close_range)
+    if (syscall(SYS_close_range, 3u, (unsigned)keep - 1u, 0u) == 0 &&
+        syscall(SYS_close_range, (unsigned)keep + 1u, ~0u, 0u) == 0)
+        return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536) max = 65536;
+    for (int fd = 3; fd < max; fd++)
+        if (fd != keep) close(fd);
+}
+
+CONCUR__PRIVATE int concur__reap(int pid, int *status) {
+    int r;
+    do r = waitpid(pid, status, 0);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+CONCUR__PRIVATE void concur__helper_main(concur_procpool *pp, int ctl, int kill_with_parent) {
+    concur__proc_inherited = pp;
+    /* Handlers belong to the parent's code; the helper and its workers start from the
+       defaults, except SIGINT: Ctrl-C goes to the whole process group, and only the
+       parent should act on it (the workers exit when it does). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    for (int s = 1; s < 65; s++) {
+        struct sigaction old;
+        if (sigaction(s, NULL, &old) != 0) continue;
+        if (s == SIGCHLD || old.sa_handler != SIG_IGN) {
+            sa.sa_handler = SIG_DFL;
+            sigaction(s, &sa, NULL);
+        }
+    }
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+#ifdef __linux__
+    if (kill_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
+#else
+    (void)kill_with_parent;
+#endif
+    concur__close_fds_except(ctl);
+    int self = (int)getpid();
+    for (;;) {
+        concur__hmsg m;
+        int got_fd = -1;
+        ssize_t n = concur__recv_some(ctl, &m, sizeof m, 0, &got_fd);
+        if (n != (ssize_t)sizeof m) {
+            if (got_fd >= 0) close(got_fd);
+            break; /* the parent is gone or closed the pool */
+        }
+        concur__hmsg r;
+        memset(&r, 0, sizeof r);
+        r.index = m.index;
+        if (m.op == CONCUR__H_SPAWN && m.index >= 0 && m.index < pp->nworkers) {
+            int pid = got_fd >= 0 ? (int)fork() : -1;
+            if (pid == 0) {
+                close(ctl);
+                concur__proc_worker_main(pp, got_fd, self);
+                _exit(0);
+            }
+            int err = got_fd >= 0 ? errno : EBADF;
+            if (got_fd >= 0) close(got_fd);
+            pp->kids[m.index] = pid > 0 ? pid : 0;
+            r.op = CONCUR__H_SPAWNED;
+            r.pid = pid > 0 ? pid : -err;
+        } else if (m.op == CONCUR__H_REAP && m.index >= 0 && m.index < pp->nworkers && m.pid > 0) {
+            int st = 0, got;
+            do got = (int)waitpid(m.pid, &st, WNOHANG);
+            while (got < 0 && errno == EINTR);
+            /* End of file came first; the process is normally already dead. If it only
+               closed its socket, it cannot serve any more: finish it. A kill does not
+               change the status of a process that is already exiting. */
+            if (got == 0) {
+                kill(m.pid, SIGKILL);
+                got = concur__reap(m.pid, &st);
+            }
+            pp->kids[m.index] = 0;
+            r.op = CONCUR__H_REAPED;
+            r.pid = m.pid;
+            r.status = got == m.pid ? st : -1;
+        } else {
+            if (got_fd >= 0) close(got_fd);
+            continue;
+        }
+        if (send(ctl, &r, sizeof r, MSG_NOSIGNAL) < 0) break;
+    }
+    for (int i = 0; i < pp->nworkers; i++)
+        if (pp->kids[i] > 0) kill((int)pp->kids[i], SIGKILL);
+    for (int i = 0; i < pp->nworkers; i++) {
+        int st;
+        if (pp->kids[i] > 0) concur__reap((int)pp->kids[i], &st);
+    }
+    _exit(0);
+}
+
+/* ---- the parent ------------------------------------------------------------------- */
+
+CONCUR__PRIVATE void concur__pp_wake(concur_procpool *pp) {
+    if (concur__xchg(&pp->wake_pending, 1, ACQ_REL)) return;
+    uint64_t one = 1;
+    ssize_t n;
+    do n = write(pp->wake_wr, &one, pp->wake_wr == pp->wake_rd ? sizeof one : 1);
+    while (n < 0 && errno == EINTR);
+}
+
+CONCUR__PRIVATE void concur__pmap_unref(concur__pmap *m) {
+    if (m && concur__fetch_add(&m->refs, -1, ACQ_REL) == 1) CONCUR_FREE(m);
+}
+
+CONCUR__PRIVATE void concur__ptask_free(concur__ptask *t) {
+    if (t->future) concur_future_release(t->future);
+    concur__pmap_unref(t->map);
+    if (t->in) CONCUR_FREE(t->in);
+    CONCUR_FREE(t);
+}
+
+/* Completes t's future (outside the pool lock: callbacks may submit) and frees t.
+   Takes ownership of bytes. */
+CONCUR__PRIVATE void concur__ptask_finish(concur__ptask *t, int err, void *bytes, size_t len, int death) {
+    concur__store(&t->future->detail, death, RELAXED);
+    concur__future_complete(t->future, NULL, err, bytes, len, 0);
+    concur__ptask_free(t);
+}
+
+CONCUR__PRIVATE void concur__ptask_fail_list(concur__ptask *t, int err) {
+    while (t) {
+        concur__ptask *next = t->next;
+        concur__ptask_finish(t, err, NULL, 0, 0);
+        t = next;
+    }
+}
+
+/* Caller holds pp->lock. Takes the whole queue. */
+CONCUR__PRIVATE concur__ptask *concur__pp_take_queue(concur_procpool *pp) {
+    concur__ptask *q = pp->qhead;
+    pp->qhead = pp->qtail = NULL;
+    return q;
+}
+
+/* Puts t's input into the worker and sends the frame; w->send_lock held. A failed
+   send is left to the end-of-file handling, which fails the task. */
+CONCUR__PRIVATE void concur__pp_send_task(concur_procpool *pp, concur__pworker *w, concur__ptask *t,
+                                          const void *in, size_t len) {
+    concur__pframe h;
+    memset(&h, 0, sizeof h);
+    h.id = t->id;
+    memcpy(&h.fn, &t->fn, sizeof t->fn);
+    h.len = len;
+    h.in_item = t->in_item;
+    h.out_item = t->out_item;
+    if (w->fd < 0) return;
+    int pass = -1;
+    if (len >= pp->desc.shm_threshold) {
+        if (len > w->in_cap) {
+            size_t cap = concur__pp_round(len + len / 4);
+            int fd = w->in_fd;
+            if (fd < 0) {
+                fd = concur__memfd(cap);
+            } else if (ftruncate(fd, (off_t)cap) < 0) {
+                fd = -1;
+            }
+            void *m = fd >= 0 ? mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+            if (m != MAP_FAILED) {
+                if (w->in_map) munmap(w->in_map, w->in_cap);
+                w->in_map = (unsigned char *)m;
+                w->in_cap = cap;
+                w->in_fd = fd;
+            } else if (fd >= 0 && fd != w->in_fd) {
+                close(fd);
+            }
+        }
+        if (len <= w->in_cap) {
+            memcpy(w->in_map, in, len);
+            h.type = CONCUR__PF_TASK_SHM;
+            h.arena = w->in_cap;
+            if (!w->in_fd_sent) pass = w->in_fd;
+            w->in_fd_sent = 1;
+            concur__send_frame(w->fd, &h, NULL, 0, pass);
+            return;
+        }
+    }
+    h.type = CONCUR__PF_TASK;
+    concur__send_frame(w->fd, &h, in, len, -1);
+}
+
+/* Caller holds pp->lock; w is idle. Marks t in flight on w. */
+CONCUR__PRIVATE void concur__pp_assign(concur__pworker *w, concur__ptask *t) {
+    w->state = CONCUR__W_BUSY;
+    w->task = t;
+    w->deadline = t->timeout_ns < 0 ? CONCUR__NEVER : concur__now_ns() + t->timeout_ns;
+}
+
+CONCUR__PRIVATE concur__pworker *concur__pp_idle(concur_procpool *pp) {
+    for (int i = 0; i < pp->nworkers; i++)
+        if (pp->workers[i].state == CONCUR__W_IDLE) return &pp->workers[i];
+    return NULL;
+}
+
+/* Queues t, or sends it straight to an idle worker (from the submitting thread: one
+   wake-up less on the way there). Returns the caller's future reference. */
+CONCUR__PRIVATE concur_future *concur__pp_submit_task(concur_procpool *pp, concur__ptask *t, const void *in,
+                                                      size_t len) {
+    concur_future *f = concur_future_retain(t->future);
+    concur__lock(&pp->lock);
+    int err = pp->broken ? pp->broken : pp->state != CONCUR__PP_RUNNING ? CONCUR_ESHUTDOWN : 0;
+    concur__pworker *w = err || pp->qhead ? NULL : concur__pp_idle(pp);
+    if (err) {
+        concur__unlock(&pp->lock);
+        concur__ptask_finish(t, err, NULL, 0, 0);
+        return f;
+    }
+    t->id = ++pp->next_id;
+    t->in_len = len;
+    if (w) {
+        concur_future_set_running(t->future);
+        concur__pp_assign(w, t);
+        int wake = w->deadline < pp->driver_deadline;
+        concur__unlock(&pp->lock);
+        concur__lock(&w->send_lock);
+        concur__pp_send_task(pp, w, t, in, len);
+        concur__unlock(&w->send_lock);
+        if (wake) concur__pp_wake(pp);
+        return f;
+    }
+    concur__unlock(&pp->lock);
+    if (t->map) {
+        t->in_ref = (const unsigned char *)in;
+    } else {
+        /* Copied outside the lock; rechecked after. */
+        t->in = (unsigned char *)concur__malloc(len ? len : 1);
+        if (!t->in) {
+            concur_future_release(f);
+            concur__ptask_free(t);
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (len) memcpy(t->in, in, len);
+    }
+    t->in_len = len;
+    concur__lock(&pp->lock);
+    err = pp->broken ? pp->broken : pp->state != CONCUR__PP_RUNNING ? CONCUR_ESHUTDOWN : 0;
+    if (err) {
+        concur__unlock(&pp->lock);
+        concur__ptask_finish(t, err, NULL, 0, 0);
+        return f;
+    }
+    t->next = NULL;
+    if (pp->qtail) pp->qtail->next = t;
+    else pp->qhead = t;
+    pp->qtail = t;
+    int wake = concur__pp_idle(pp) != NULL;
+    concur__unlock(&pp->lock);
+    if (wake) concur__pp_wake(pp);
+    return f;
+}
+
+CONCUR__PRIVATE concur__ptask *concur__ptask_new(concur_proc_fn fn, int64_t timeout_ns) {
+    concur__ptask *t = (concur__ptask *)concur__malloc(sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->future = concur_future_create();
+    if (!t->future) {
+        CONCUR_FREE(t);
+        return NULL;
+    }
+    t->fn = fn;
+    t->timeout_ns = timeout_ns;
+    t->future->detail = -CONCUR__PP_WAIT_SPIN_US;
+    return t;
+}
+
+CONCUR__PRIVATE int concur__pp_timeout_ns(double timeout, int64_t *ns) {
+    if (timeout != timeout) return -EINVAL;
+    *ns = timeout <= 0 || timeout > 1e9 ? -1 : (int64_t)(timeout * 1e9);
+    return 0;
+}
+
+CONCUR_API concur_future *concur_procpool_submit_timeout(concur_procpool *pp, concur_proc_fn fn,
+                                                         const void *in, size_t in_len,
+                                                         double timeout) {
+    int64_t ns;
+    if (!pp || !fn || (!in && in_len) || concur__pp_timeout_ns(timeout, &ns)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    concur__ptask *t = concur__ptask_new(fn, ns);
+    if (!t) { errno = ENOMEM; return NULL; }
+    return concur__pp_submit_task(pp, t, in, in_len);
+}
+
+CONCUR_API concur_future *concur_procpool_submit(concur_procpool *pp, concur_proc_fn fn,
+                                                 const void *in, size_t in_len) {
+    return concur_procpool_submit_timeout(pp, fn, in, in_len, pp ? pp->desc.task_timeout : 0);
+}
+
+CONCUR_API int concur_procpool_map(concur_procpool *pp, concur_proc_fn fn, const void *in, size_t n,
+                                   size_t in_size, void *out, size_t out_size, size_t chunk,
+                                   double timeout) {
+    if (!pp || !fn || (!in && n && in_size) || (!out && n && out_size) || timeout != timeout)
+        return -EINVAL;
+    if (n == 0) return 0;
+    if (in_size == 0 || (in_size && n > SIZE_MAX / in_size) || (out_size && n > SIZE_MAX / out_size))
+        return -EINVAL;
+    if (chunk == 0) {
+        size_t parts = (size_t)pp->nworkers * 4;
+        chunk = (n + parts - 1) / parts;
+    }
+    size_t nchunks = (n + chunk - 1) / chunk;
+    if (nchunks > (size_t)INT32_MAX) return -EINVAL;
+    int64_t task_ns = -1;
+    concur__pp_timeout_ns(pp->desc.task_timeout, &task_ns);
+    concur_future **fs = (concur_future **)concur__malloc(nchunks * sizeof *fs);
+    concur__pmap *map = (concur__pmap *)concur__malloc(sizeof *map);
+    if (!fs || !map) {
+        if (fs) CONCUR_FREE(fs);
+        if (map) CONCUR_FREE(map);
+        return -ENOMEM;
+    }
+    memset(fs, 0, nchunks * sizeof *fs);
+    memset(map, 0, sizeof *map);
+    map->refs = 1;
+    map->out = (unsigned char *)out;
+    size_t made = 0;
+    int rc = 0;
+    for (; made < nchunks; made++) {
+        size_t first = made * chunk, count = n - first < chunk ? n - first : chunk;
+        concur__ptask *t = concur__ptask_new(fn, task_ns);
+        if (!t) { rc = -ENOMEM; break; }
+        t->map = map;
+        concur__fetch_add(&map->refs, 1, RELAXED);
+        t->in_item = in_size;
+        t->out_item = out_size;
+        t->out_off = first * out_size;
+        fs[made] = concur__pp_submit_task(pp, t, (const unsigned char *)in + first * in_size, count * in_size);
+        if (!fs[made]) { rc = -ENOMEM; break; }
+    }
+    if (!rc) rc = concur_wait_all(fs, made, timeout);
+    if (rc) {
+        concur__lock(&map->lock);
+        map->abandoned = 1;
+        concur__unlock(&map->lock);
+        for (size_t i = 0; i < made; i++) concur_future_cancel(fs[i]);
+    } else {
+        for (size_t i = 0; i < made && !rc; i++) rc = concur_future_error(fs[i]);
+    }
+    for (size_t i = 0; i < made; i++) concur_future_release(fs[i]);
+    CONCUR_FREE(fs);
+    concur__pmap_unref(map);
+    return rc;
+}
+
+CONCUR_API int concur_future_death(concur_future *f, int *signo, int *exit_code) {
+    if (signo) *signo = 0;
+    if (exit_code) *exit_code = -1;
+    if (!concur__future_ok(f) || !concur__future_is_done(f) || f->error != CONCUR_EWORKERDIED) return -EINVAL;
+    int st = f->detail - 1; /* stored + 1 so that 0 means "no status" */
+    if (st < 0) return 0;
+    if (WIFSIGNALED(st) && signo) *signo = WTERMSIG(st);
+    if (WIFEXITED(st) && exit_code) *exit_code = WEXITSTATUS(st);
+    return 0;
+}
+
+CONCUR_API int concur_procpool_workers(concur_procpool *pp) { return pp ? pp->nworkers : -EINVAL; }
+
+/* Driver: a complete frame arrived from w. */
+CONCUR__PRIVATE void concur__pp_on_frame(concur_procpool *pp, concur__pworker *w, int got_fd) {
+    concur__pframe *h = &w->rx;
+    if (h->type == CONCUR__PF_HELLO) {
+        if (got_fd >= 0) close(got_fd);
+        concur__lock(&pp->lock);
+        w->hello = 1;
+        w->init_status = h->status;
+        if (h->status < 0) {
+            pp->broken = CONCUR_EBROKEN;
+        } else if (w->state == CONCUR__W_SPAWNING && w->pid > 0) {
+            w->state = CONCUR__W_IDLE;
+        }
+        concur__unlock(&pp->lock);
+        return;
+    }
+    void *bytes = w->rx_body;
+    size_t len = (size_t)h->len;
+    w->rx_body = NULL;
+    if (h->type == CONCUR__PF_RESULT_SHM) {
+        if (got_fd >= 0) {
+            /* The worker's output arena, sent once; kept for its later results. */
+            if (w->out_map) munmap(w->out_map, w->out_len);
+            if (w->out_fd >= 0) close(w->out_fd);
+            w->out_fd = got_fd;
+            w->out_map = NULL;
+            w->out_len = 0;
+        }
+        if (w->out_fd >= 0 && h->arena > w->out_len) {
+            if (w->out_map) munmap(w->out_map, w->out_len);
+            void *m = mmap(NULL, (size_t)h->arena, PROT_READ, MAP_SHARED, w->out_fd, 0);
+            w->out_map = m == MAP_FAILED ? NULL : (unsigned char *)m;
+            w->out_len = w->out_map ? (size_t)h->arena : 0;
+        }
+    }
+    concur__lock(&pp->lock);
+    concur__ptask *t = w->task;
+    if (!t || t->id != h->id) {
+        /* The answer to a task that timed out meanwhile. */
+        concur__unlock(&pp->lock);
+        if (bytes) CONCUR_FREE(bytes);
+        return;
+    }
+    w->task = NULL;
+    w->deadline = CONCUR__NEVER;
+    w->tasks_done++;
+    int max = pp->desc.max_tasks_per_child;
+    if (max > 0 && w->tasks_done >= max) w->retiring = 1;
+    w->state = w->retiring ? CONCUR__W_RETIRING : CONCUR__W_IDLE;
+    concur__unlock(&pp->lock);
+    if (got_fd >= 0 && h->type != CONCUR__PF_RESULT_SHM) close(got_fd);
+    int err = h->status < 0 ? h->status : 0;
+    const unsigned char *src = (const unsigned char *)bytes;
+    if (!err && h->type == CONCUR__PF_RESULT_SHM) {
+        src = w->out_map;
+        if (!src || len > w->out_len) err = -EPROTO;
+    }
+    if (!err && t->map && len != t->in_len / t->in_item * t->out_item) err = -EPROTO;
+    if (!err && t->map) {
+        concur__lock(&t->map->lock);
+        if (!t->map->abandoned && len) memcpy(t->map->out + t->out_off, src, len);
+        concur__unlock(&t->map->lock);
+        len = 0;
+    } else if (!err && h->type == CONCUR__PF_RESULT_SHM) {
+        bytes = concur__malloc(len ? len : 1);
+        if (!bytes) err = -ENOMEM;
+        else memcpy(bytes, src, len);
+    }
+    if (err || t->map) {
+        if (bytes) CONCUR_FREE(bytes);
+        bytes = NULL;
+        len = 0;
+    }
+    concur__ptask_finish(t, err, bytes, len, 0);
+}
+
+/* Driver: reads what w has sent. Returns 0, or 1 when the channel is gone (or can
+   no longer be trusted). */
+CONCUR__PRIVATE int concur__pp_read(concur_procpool *pp, concur__pworker *w) {
+    for (;;) {
+        if (w->rx_got < sizeof w->rx) {
+            ssize_t n = concur__recv_some(w->fd, (char *)&w->rx + w->rx_got, sizeof w->rx - w->rx_got,
+                                          MSG_DONTWAIT, &w->rx_fd);
+            if (n == -EAGAIN || n == -EWOULDBLOCK) return 0;
+            if (n <= 0) return 1;
+            w->rx_got += (size_t)n;
+            if (w->rx_got < sizeof w->rx) continue;
+            w->rx_body_got = 0;
+            uint32_t type = w->rx.type;
+            if (type != CONCUR__PF_HELLO && type != CONCUR__PF_RESULT && type != CONCUR__PF_RESULT_SHM)
+                return 1; /* not our protocol: a task scribbled on the socket */
+            if (type == CONCUR__PF_RESULT && w->rx.len) {
+                /* Cannot hold the result: drop the worker so that the task fails
+                   instead of the stream losing its framing. */
+                if (w->rx.len > SIZE_MAX) return 1;
+                w->rx_body = (unsigned char *)concur__malloc((size_t)w->rx.len);
+                if (!w->rx_body) return 1;
+            }
+        }
+        if (w->rx.type == CONCUR__PF_RESULT && w->rx_body_got < w->rx.len) {
+            ssize_t n = concur__recv_some(w->fd, w->rx_body + w->rx_body_got,
+                                          (size_t)w->rx.len - w->rx_body_got, MSG_DONTWAIT, &w->rx_fd);
+            if (n == -EAGAIN || n == -EWOULDBLOCK) return 0;
+            if (n <= 0) return 1;
+            w->rx_body_got += (size_t)n;
+            if (w->rx_body_got < w->rx.len) continue;
+        }
+        int got_fd = w->rx_fd;
+        w->rx_fd = -1;
+        w->rx_got = 0;
+        concur__pp_on_frame(pp, w, got_fd);
+    }
+}
+
+CONCUR__PRIVATE int concur__pp_spawn(concur_procpool *pp, concur__pworker *w) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    concur__hmsg m;
+    memset(&m, 0, sizeof m);
+    m.op = CONCUR__H_SPAWN;
+    m.index = w->index;
+    struct iovec iov;
+    iov.iov_base = &m;
+    iov.iov_len = sizeof m;
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } cbuf;
+    memset(&cbuf, 0, sizeof cbuf);
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.buf;
+    mh.msg_controllen = sizeof cbuf.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &sv[1], sizeof(int));
+    ssize_t n;
+    do n = sendmsg(pp->ctl, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    int err = n < 0 ? errno : 0;
+    close(sv[1]);
+    if (err) {
+        close(sv[0]);
+        return -err;
+    }
+    w->fd = sv[0];
+    w->state = CONCUR__W_SPAWNING;
+    w->pid = 0;
+    w->hello = w->eof = w->reap_sent = 0;
+    w->kill_reason = 0;
+    w->tasks_done = 0;
+    w->deadline = w->kill_at = CONCUR__NEVER;
+    w->in_fd_sent = 0;
+    w->rx_got = 0;
+    w->rx_fd = -1;
+    w->retiring = 0;
+    return 0;
+}
+
+/* Driver: w's channel is gone. Closes our end and asks the helper for the status. */
+CONCUR__PRIVATE void concur__pp_lost(concur_procpool *pp, concur__pworker *w) {
+    concur__lock(&w->send_lock);
+    concur__lock(&pp->lock);
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
+    w->eof = 1;
+    if (w->state != CONCUR__W_EMPTY) w->state = CONCUR__W_DEAD;
+    concur__unlock(&pp->lock);
+    concur__unlock(&w->send_lock);
+    if (w->rx_body) CONCUR_FREE(w->rx_body);
+    w->rx_body = NULL;
+    w->rx_got = 0;
+    if (w->rx_fd >= 0) close(w->rx_fd);
+    w->rx_fd = -1;
+    if (w->out_map) munmap(w->out_map, w->out_len);
+    if (w->out_fd >= 0) close(w->out_fd);
+    w->out_map = NULL;
+    w->out_len = 0;
+    w->out_fd = -1;
+}
+
+CONCUR__PRIVATE void concur__pp_request_reap(concur_procpool *pp, concur__pworker *w) {
+    if (w->reap_sent || w->pid <= 0) return;
+    w->reap_sent = 1;
+    concur__hmsg m;
+    memset(&m, 0, sizeof m);
+    m.op = CONCUR__H_REAP;
+    m.index = w->index;
+    m.pid = w->pid;
+    if (pp->helper_gone || send(pp->ctl, &m, sizeof m, MSG_NOSIGNAL) != (ssize_t)sizeof m)
+        pp->helper_gone = 1;
+}
+
+/* Caller holds pp->lock. Records a crash; marks the pool broken when more than
+   max_restarts fell within restart_window. */
+CONCUR__PRIVATE void concur__pp_count_crash(concur_procpool *pp) {
+    if (pp->desc.max_restarts < 0) return;
+    int64_t now = concur__now_ns();
+    int slots = pp->desc.max_restarts + 1;
+    pp->crash_times[pp->crash_pos] = now;
+    pp->crash_pos = (pp->crash_pos + 1) % slots;
+    /* The ring holds the last max_restarts + 1 crashes; the slot after the newest is
+       the oldest of them. */
+    int64_t oldest = pp->crash_times[pp->crash_pos];
+    if (oldest && now - oldest <= (int64_t)(pp->desc.restart_window * 1e9)) pp->broken = CONCUR_EBROKEN;
+}
+
+/* Caller holds pp->lock; w is empty. */
+CONCUR__PRIVATE void concur__pp_respawn(concur_procpool *pp, concur__pworker *w) {
+    if (pp->state != CONCUR__PP_RUNNING || pp->broken || pp->helper_gone) return;
+    if (concur__pp_spawn(pp, w) < 0) pp->broken = CONCUR_EBROKEN;
+}
+
+/* Driver: the helper reaped w (status < 0: unknown). Fails its task, counts a crash,
+   replaces the worker. */
+CONCUR__PRIVATE void concur__pp_reaped(concur_procpool *pp, concur__pworker *w, int status) {
+    concur__lock(&pp->lock);
+    concur__ptask *t = w->task;
+    w->task = NULL;
+    int reason = w->kill_reason;
+    int clean_exit = status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    int expected = reason || w->retiring || (!t && clean_exit && w->hello);
+    if (!expected) concur__pp_count_crash(pp);
+    if (!w->hello && w->init_status >= 0 && !expected && pp->desc.max_restarts < 0) {
+        /* Nothing would stop a worker that never comes up from being replaced forever. */
+        pp->broken = CONCUR_EBROKEN;
+    }
+    w->state = CONCUR__W_EMPTY;
+    w->pid = 0;
+    w->kill_at = CONCUR__NEVER;
+    concur__pp_respawn(pp, w);
+    concur__unlock(&pp->lock);
+    if (t) {
+        int err = reason ? reason : CONCUR_EWORKERDIED;
+        concur__ptask_finish(t, err, NULL, 0, err == CONCUR_EWORKERDIED ? status + 1 : 0);
+    }
+}
+
+CONCUR__PRIVATE void concur__pp_on_helper(concur_procpool *pp) {
+    for (;;) {
+        concur__hmsg m;
+        ssize_t n;
+        do n = recv(pp->ctl, &m, sizeof m, MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n != (ssize_t)sizeof m) {
+            /* The helper is gone (killed from outside): its workers die with it
+               (PR_SET_PDEATHSIG), nobody can be reaped or replaced any more. */
+            concur__lock(&pp->lock);
+            pp->helper_gone = 1;
+            pp->broken = CONCUR_EBROKEN;
+            concur__unlock(&pp->lock);
+            for (int i = 0; i < pp->nworkers; i++) {
+                concur__pworker *w = &pp->workers[i];
+                if (w->state != CONCUR__W_EMPTY) {
+                    if (w->fd >= 0) concur__pp_lost(pp, w);
+                    concur__pp_reaped(pp, w, -1);
+                }
+            }
+            return;
+        }
+        if (m.index < 0 || m.index >= pp->nworkers) continue;
+        concur__pworker *w = &pp->workers[m.index];
+        if (m.op == CONCUR__H_SPAWNED) {
+            concur__lock(&pp->lock);
+            if (m.pid <= 0) {
+                /* fork failed in the helper: a crash for the restart limit, then
+                   another try. */
+                concur__unlock(&pp->lock);
+                concur__pp_lost(pp, w);
+                concur__lock(&pp->lock);
+                concur__pp_count_crash(pp);
+                w->state = CONCUR__W_EMPTY;
+                concur__pp_respawn(pp, w);
+            } else {
+                w->pid = m.pid;
+                if (w->hello && w->state == CONCUR__W_SPAWNING && w->init_status >= 0) w->state = CONCUR__W_IDLE;
+            }
+            int eof = w->eof && w->pid > 0;
+            concur__unlock(&pp->lock);
+            if (eof) concur__pp_request_reap(pp, w);
+        } else if (m.op == CONCUR__H_REAPED && w->reap_sent && m.pid == w->pid) {
+            concur__pp_reaped(pp, w, m.status);
+        }
+    }
+}
+
+CONCUR__PRIVATE int concur__pp_poll_ms(int64_t deadline) {
+    if (deadline == CONCUR__NEVER) return -1;
+    int64_t left = deadline - concur__now_ns();
+    if (left <= 0) return 0;
+    return left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);
+}
+
+CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
+    concur_procpool *pp = (concur_procpool *)arg;
+    int n = pp->nworkers;
+    struct pollfd *pfd = (struct pollfd *)(pp->crash_times + (pp->desc.max_restarts >= 0 ? pp->desc.max_restarts + 1 : 0));
+    int *who = (int *)(pfd + n + 2);
+    char *send_now = (char *)(who + n + 2);
+    for (;;) {
+        int64_t now = concur__now_ns(), deadline = CONCUR__NEVER;
+        concur__ptask *expired = NULL, *failed = NULL;
+        int fail_err = 0, done = 0, nfd = 0;
+        memset(send_now, 0, (size_t)n);
+        concur__lock(&pp->lock);
+        int64_t grace = (int64_t)(pp->desc.kill_grace * 1e9);
+        if (pp->state == CONCUR__PP_STOPPING && !pp->stop_forced && pp->stop_deadline <= now) {
+            pp->stop_forced = 1;
+            for (int i = 0; i < n; i++) {
+                concur__pworker *w = &pp->workers[i];
+                if (w->state == CONCUR__W_EMPTY || w->state == CONCUR__W_DEAD || w->pid <= 0) continue;
+                if (!w->kill_reason) w->kill_reason = CONCUR_ESHUTDOWN;
+                if (w->kill_at == CONCUR__NEVER) {
+                    kill(w->pid, SIGTERM);
+                    w->kill_at = now + grace;
+                }
+            }
+        }
+        if (pp->qhead && (pp->broken || pp->stop_forced)) {
+            failed = concur__pp_take_queue(pp);
+            fail_err = pp->broken ? pp->broken : CONCUR_ESHUTDOWN;
+        }
+        for (int i = 0; i < n; i++) {
+            concur__pworker *w = &pp->workers[i];
+            if (w->state == CONCUR__W_BUSY && w->task && w->deadline <= now) {
+                w->task->next = expired;
+                expired = w->task;
+                w->task = NULL;
+                w->kill_reason = -ETIMEDOUT;
+                kill(w->pid, SIGTERM);
+                w->kill_at = now + grace;
+            }
+            if (w->kill_at <= now && w->pid > 0 && w->state != CONCUR__W_DEAD) {
+                kill(w->pid, SIGKILL);
+                w->kill_at = CONCUR__NEVER;
+            }
+            while (w->state == CONCUR__W_IDLE && pp->qhead) {
+                concur__ptask *t = pp->qhead;
+                pp->qhead = t->next;
+                if (!pp->qhead) pp->qtail = NULL;
+                if (concur_future_set_running(t->future) != 0) {
+                    t->next = failed; /* cancelled while queued: only freed */
+                    failed = t;
+                    if (!fail_err) fail_err = -ECANCELED;
+                    continue;
+                }
+                concur__pp_assign(w, t);
+                send_now[i] = 1;
+            }
+            if (w->state == CONCUR__W_IDLE && pp->state == CONCUR__PP_STOPPING && !pp->qhead) {
+                w->state = CONCUR__W_RETIRING;
+                w->retiring = 1;
+                send_now[i] = 2;
+            }
+            if (w->state == CONCUR__W_BUSY && w->task && w->deadline < deadline) deadline = w->deadline;
+            if (w->kill_at < deadline) deadline = w->kill_at;
+        }
+        if (pp->state == CONCUR__PP_STOPPING) {
+            done = 1;
+            for (int i = 0; i < n; i++)
+                if (pp->workers[i].state != CONCUR__W_EMPTY) done = 0;
+            if (!pp->stop_forced && pp->stop_deadline < deadline) deadline = pp->stop_deadline;
+        }
+        pp->driver_deadline = deadline;
+        concur__unlock(&pp->lock);
+
+        while (expired) {
+            concur__ptask *next = expired->next;
+            concur__ptask_finish(expired, -ETIMEDOUT, NULL, 0, 0);
+            expired = next;
+        }
+        while (failed) {
+            concur__ptask *next = failed->next;
+            if (concur__future_is_done(failed->future)) concur__ptask_free(failed);
+            else concur__ptask_finish(failed, fail_err == -ECANCELED ? CONCUR_ESHUTDOWN : fail_err, NULL, 0, 0);
+            failed = next;
+        }
+        for (int i = 0; i < n; i++) {
+            concur__pworker *w = &pp->workers[i];
+            if (!send_now[i]) continue;
+            concur__lock(&w->send_lock);
+            if (send_now[i] == 1) {
+                /* Only the driver finishes a task in flight, so w->task is stable. */
+                concur__ptask *t = w->task;
+                if (t->map) {
+                    /* The map may have given up and returned: then its input is
+                       gone, and an empty chunk goes instead (its answer is dropped). */
+                    concur__lock(&t->map->lock);
+                    concur__pp_send_task(pp, w, t, t->in_ref, t->map->abandoned ? 0 : t->in_len);
+                    concur__unlock(&t->map->lock);
+                } else {
+                    concur__pp_send_task(pp, w, t, t->in, t->in_len);
+                    CONCUR_FREE(t->in);
+                    t->in = NULL;
+                }
+            } else if (w->fd >= 0) {
+                concur__pframe h;
+                memset(&h, 0, sizeof h);
+                h.type = CONCUR__PF_EXIT;
+                concur__send_frame(w->fd, &h, NULL, 0, -1);
+            }
+            concur__unlock(&w->send_lock);
+        }
+        if (done) break;
+
+        pfd[nfd].fd = pp->wake_rd;
+        pfd[nfd].events = POLLIN;
+        who[nfd++] = -1;
+        if (!pp->helper_gone) {
+            pfd[nfd].fd = pp->ctl;
+            pfd[nfd].events = POLLIN;
+            who[nfd++] = -2;
+        }
+        for (int i = 0; i < n; i++) {
+            if (pp->workers[i].fd < 0) continue;
+            pfd[nfd].fd = pp->workers[i].fd;
+            pfd[nfd].events = POLLIN;
+            who[nfd++] = i;
+        }
+        int ready = poll(pfd, (nfds_t)nfd, concur__pp_poll_ms(deadline));
+        if (ready <= 0) continue;
+        for (int k = 0; k < nfd; k++) {
+            if (!pfd[k].revents) continue;
+            if (who[k] == -1) {
+                concur__store(&pp->wake_pending, 0, SEQ_CST);
+                char buf[64];
+                while (read(pp->wake_rd, buf, sizeof buf) > 0) {
+                }
+            } else if (who[k] == -2) {
+                concur__pp_on_helper(pp);
+            } else {
+                concur__pworker *w = &pp->workers[who[k]];
+                if (w->fd >= 0 && concur__pp_read(pp, w)) {
+                    concur__pp_lost(pp, w);
+                    concur__pp_request_reap(pp, w);
+                    if (pp->helper_gone) concur__pp_reaped(pp, w, -1);
+                }
+            }
+        }
+    }
+    /* Every worker is reaped; closing the channel lets the helper exit. */
+    close(pp->ctl);
+    pp->ctl = -1;
+    int st;
+    if (pp->helper_pid > 0) concur__reap(pp->helper_pid, &st);
+    pp->helper_pid = 0;
+    concur_event_set(&pp->stopped);
+    return NULL;
+}
+
+CONCUR__PRIVATE void concur__pp_free(concur_procpool *pp) {
+    if (pp->ctl >= 0) close(pp->ctl);
+    if (pp->helper_pid > 0) {
+        int st;
+        /* The helper exits when its channel closes, killing any worker it has. */
+        concur__reap(pp->helper_pid, &st);
+    }
+    for (int i = 0; i < pp->nworkers; i++) {
+        concur__pworker *w = &pp->workers[i];
+        if (w->fd >= 0) close(w->fd);
+        if (w->rx_fd >= 0) close(w->rx_fd);
+        if (w->rx_body) CONCUR_FREE(w->rx_body);
+        if (w->in_map) munmap(w->in_map, w->in_cap);
+        if (w->in_fd >= 0) close(w->in_fd);
+        if (w->out_map) munmap(w->out_map, w->out_len);
+        if (w->out_fd >= 0) close(w->out_fd);
+        if (w->task) concur__ptask_free(w->task);
+    }
+    concur__ptask *q = pp->qhead;
+    while (q) {
+        concur__ptask *next = q->next;
+        concur__ptask_free(q);
+        q = next;
+    }
+    if (pp->wake_rd >= 0) close(pp->wake_rd);
+    if (pp->wake_wr >= 0 && pp->wake_wr != pp->wake_rd) close(pp->wake_wr);
+    if (pp->crash_times) CONCUR_FREE(pp->crash_times);
+    if (pp->workers) CONCUR_FREE(pp->workers);
+    if (pp->kids) CONCUR_FREE(pp->kids);
+    CONCUR_FREE(pp);
+}
+
+CONCUR__PRIVATE int concur__pp_desc_ok(const concur_procpool_desc *d) {
+    return d->workers >= 0 && d->workers <= 1024 && d->max_tasks_per_child >= 0 &&
+           d->task_timeout == d->task_timeout && d->task_timeout >= 0 &&
+           d->restart_window == d->restart_window && d->restart_window >= 0 && d->kill_grace == d->kill_grace &&
+           d->kill_grace >= 0 && d->kill_grace <= 3600 && d->max_restarts <= 100000;
+}
+
+CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *desc) {
+    concur_procpool_desc d;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (!concur__pp_desc_ok(&d)) { errno = EINVAL; return NULL; }
+    if (d.workers == 0) d.workers = concur__online_cpus();
+    if (d.max_restarts == 0) d.max_restarts = 20;
+    if (d.restart_window == 0) d.restart_window = 10;
+    if (d.shm_threshold == 0) d.shm_threshold = CONCUR__PP_THRESHOLD_DEFAULT;
+    if (d.kill_grace == 0) d.kill_grace = 0.5;
+    int n = d.workers;
+    concur_procpool *pp = (concur_procpool *)concur__malloc(sizeof *pp);
+    if (!pp) { errno = ENOMEM; return NULL; }
+    memset(pp, 0, sizeof *pp);
+    pp->desc = d;
+    pp->nworkers = n;
+    pp->ctl = pp->wake_rd = pp->wake_wr = -1;
+    concur_event_init(&pp->stopped);
+    /* One block for the crash ring and the driver's poll arrays. */
+    size_t ring = d.max_restarts >= 0 ? (size_t)d.max_restarts + 1 : 0;
+    size_t scratch = ring * sizeof(int64_t) + (size_t)(n + 2) * (sizeof(struct pollfd) + sizeof(int)) + (size_t)n + 16;
+    pp->crash_times = (int64_t *)concur__malloc(scratch);
+    pp->workers = (concur__pworker *)concur__malloc((size_t)n * sizeof *pp->workers);
+    pp->kids = (int64_t *)concur__malloc((size_t)n * sizeof *pp->kids);
+    int err = ENOMEM, kill_with_parent = 0, pid = -1;
+    int ctl[2];
+    sigset_t all, old;
+    if (!pp->crash_times || !pp->workers || !pp->kids) goto fail;
+    memset(pp->crash_times, 0, scratch);
+    memset(pp->workers, 0, (size_t)n * sizeof *pp->workers);
+    memset(pp->kids, 0, (size_t)n * sizeof *pp->kids);
+    for (int i = 0; i < n; i++) {
+        concur__pworker *w = &pp->workers[i];
+        w->index = i;
+        w->fd = w->in_fd = w->out_fd = w->rx_fd = -1;
+        w->deadline = w->kill_at = CONCUR__NEVER;
+    }
+#ifdef __linux__
+    pp->wake_rd = pp->wake_wr = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (pp->wake_rd < 0) { err = errno; goto fail; }
+#else
+    {
+        int p[2];
+        if (pipe(p) < 0) { err = errno; goto fail; }
+        pp->wake_rd = p[0];
+        pp->wake_wr = p[1];
+        for (int i = 0; i < 2; i++) {
+            fcntl(p[i], F_SETFD, FD_CLOEXEC);
+            fcntl(p[i], F_SETFL, O_NONBLOCK);
+        }
+    }
+#endif
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) { err = errno; goto fail; }
+    /* Output still buffered in stdio would be written again by every worker's copy. */
+    fflush(NULL);
+#ifdef __linux__
+    /* PR_SET_PDEATHSIG fires when the forking *thread* exits: only safe to ask for
+       from the main thread. Elsewhere the helper relies on its channel's end of file. */
+    kill_with_parent = (long)getpid() == syscall(SYS_gettid);
+#endif
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = (int)fork();
+    if (pid == 0) {
+        close(ctl[0]);
+        concur__helper_main(pp, ctl[1], kill_with_parent);
+    }
+    err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(ctl[1]);
+    pp->ctl = ctl[0];
+    if (pid < 0) goto fail;
+    pp->helper_pid = pid;
+    for (int i = 0; i < n; i++) {
+        int rc = concur__pp_spawn(pp, &pp->workers[i]);
+        if (rc < 0) { err = -rc; goto fail; }
+    }
+    for (int i = 0; i < n; i++) {
+        concur__hmsg m;
+        ssize_t got;
+        do got = recv(pp->ctl, &m, sizeof m, 0);
+        while (got < 0 && errno == EINTR);
+        if (got != (ssize_t)sizeof m || m.op != CONCUR__H_SPAWNED || m.index < 0 || m.index >= n) {
+            err = ECHILD;
+            goto fail;
+        }
+        if (m.pid <= 0) { err = -m.pid; goto fail; }
+        pp->workers[m.index].pid = m.pid;
+    }
+    for (int i = 0; i < n; i++) {
+        concur__pworker *w = &pp->workers[i];
+        concur__pframe h;
+        int got_fd = -1;
+        int rc = concur__recv_all(w->fd, &h, sizeof h, &got_fd);
+        if (got_fd >= 0) close(got_fd);
+        if (rc <= 0 || h.type != CONCUR__PF_HELLO) { err = ECHILD; goto fail; }
+        if (h.status < 0) { err = h.status > -4096 ? -h.status : ECHILD; goto fail; }
+        w->hello = 1;
+        w->state = CONCUR__W_IDLE;
+    }
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* The driver blocks every signal, so the program's handlers run on its own threads. */
+    err = concur__thread_start(&pp->driver, concur__pp_driver, pp);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) goto fail;
+    pp->driver_running = 1;
+    return pp;
+fail:
+    concur__pp_free(pp);
+    errno = err ? err : ENOMEM;
+    return NULL;
+}
+
+CONCUR_API int concur_procpool_shutdown(concur_procpool *pp, int cancel_pending, double timeout) {
+    if (!pp) return -EINVAL;
+    int64_t deadline;
+    if (concur__deadline(timeout, &deadline)) return -EINVAL;
+    if (pthread_equal(pthread_self(), pp->driver)) return -EDEADLK;
+    concur__lock(&pp->lock);
+    if (pp->state == CONCUR__PP_RUNNING) {
+        pp->state = CONCUR__PP_STOPPING;
+        pp->stop_deadline = deadline;
+    } else if (deadline < pp->stop_deadline) {
+        pp->stop_deadline = deadline;
+    }
+    concur__ptask *cancel = cancel_pending ? concur__pp_take_queue(pp) : NULL;
+    concur__unlock(&pp->lock);
+    while (cancel) {
+        concur__ptask *next = cancel->next;
+        concur_future_cancel(cancel->future);
+        concur__ptask_free(cancel);
+        cancel = next;
+    }
+    concur__pp_wake(pp);
+    return concur_event_wait(&pp->stopped, CONCUR_FOREVER);
+}
+
+CONCUR_API int concur_procpool_destroy(concur_procpool *pp) {
+    if (!pp) return -EINVAL;
+    int rc = concur_procpool_shutdown(pp, 0, CONCUR_FOREVER);
+    if (rc) return rc;
+    pthread_join(pp->driver, NULL);
+    concur__pp_free(pp);
+    return 0;
+}
+#endif /* CONCUR_NO_PROCESS */
 
 #ifdef __cplusplus
 }
