@@ -13,7 +13,8 @@
    W2 submit   an outside thread submits 1,000,000 empty tasks, each with a future
                (or the peer's nearest equivalent), then waits for all; 2 workers
    W3 pfor     out[i] = sqrt((double)i) * 1.0001 over 1e8 doubles; 2 threads
-   W4-W7       coroutines and the I/O loop: bench_loop.c */
+   W4-W7       coroutines and the I/O loop: bench_loop.c
+   W8-W9       the process pool: bench_proc.c */
 #define CONCUR_IMPLEMENTATION
 #include "../../concur.h"
 #include "bench.h"
@@ -456,13 +457,14 @@ static const workload workloads[] = {
     {"W5", w5, "create, run (one yield) and free 1e6 coroutines, 1e4 alive; RSS per coroutine"},
     {"W6", w6, "TCP echo, one server thread, 100 connections x 64 B, 5 s"},
     {"W7", w7, "HTTP/1.1 hello world, one server thread, wrk -t1 -c100 -d5s"},
+    {"W8", w8, "2 worker processes map square over 1e5 int64s in order; round trip; crash"},
+    {"W9", w9, "2 worker processes, 256 tasks of 1 MiB in, 1 MiB out"},
 };
 enum { NWORKLOADS = sizeof workloads / sizeof workloads[0] };
 
 static void usage(FILE *to) {
     fprintf(to, "usage: concur-bench [--json] [--quick] [--runs N] [WORKLOAD...]\n");
     for (int i = 0; i < NWORKLOADS; i++) fprintf(to, "  %-4s %s\n", workloads[i].id, workloads[i].what);
-    fprintf(to, "  (W8-W9 arrive with the process pool)\n");
 }
 
 int main(int argc, char **argv) {

@@ -16,6 +16,8 @@ void w4(void);
 void w5(void);
 void w6(void);
 void w7(void);
+void w8(void);
+void w9(void);
 
 /* Peers in C++ (bench_boost.cpp): seconds for the run, < 0 when it failed. */
 double boost_switch(long n);
