@@ -1528,7 +1528,8 @@ struct concur_future {
     uint32_t state;
     int32_t refs;
     int error;
-    int cancelled;
+    uint16_t cancelled;
+    uint16_t bytes_shared; /* bytes live in a process-pool segment, nu.shared_seg */
     /* Process pool: while pending, minus the microseconds a waiting thread may spin;
        once failed with CONCUR_EWORKERDIED, the dead worker's wait status + 1 (0 when
        unknown). */
@@ -1541,8 +1542,11 @@ struct concur_future {
     concur__fcb *cb_head, *cb_tail;
     /* A pool task's pool, so that a worker of that pool which waits on the future
        while it is pending can run the task right there. */
-    union { concur_future *next_free; void *task_pool; } nu;
+    union { concur_future *next_free; void *task_pool; void *shared_seg; } nu;
 };
+
+/* Set by the process pool: gives a result segment back when its future goes. */
+static void (*concur__future_seg_release)(void *seg);
 
 #define CONCUR__FUTURE_CACHE_MAX 1024
 static concur_mutex concur__future_cache_lock = CONCUR_MUTEX_INIT;
@@ -1585,7 +1589,10 @@ CONCUR_API concur_future *concur_future_retain(concur_future *f) {
 
 CONCUR__PRIVATE void concur__future_free(concur_future *f) {
     /* Before completion the slot holds a pool task's function, not bytes. */
-    if (concur__load(&f->state, ACQUIRE) == CONCUR__F_DONE && f->bu.bytes) CONCUR_FREE(f->bu.bytes);
+    if (concur__load(&f->state, ACQUIRE) == CONCUR__F_DONE && f->bu.bytes) {
+        if (f->bytes_shared) concur__future_seg_release(f->nu.shared_seg);
+        else CONCUR_FREE(f->bu.bytes);
+    }
     f->bu.bytes = NULL;
     /* Callbacks never registered because the future never completed (an engine that
        dropped it) still own their nodes' memory only if they came from
@@ -1636,7 +1643,7 @@ CONCUR__PRIVATE int concur__future_complete(concur_future *f, void *value, int e
     f->error = error;
     f->bu.bytes = bytes;
     f->bytes_len = bytes_len;
-    f->cancelled = cancel;
+    f->cancelled = (uint16_t)cancel;
     if (cancel) {
         /* set_running moves PENDING to RUNNING without the lock: a CAS decides. */
         uint32_t expected = CONCUR__F_PENDING;
@@ -4487,6 +4494,9 @@ typedef struct concur__pframe {
     uint64_t arena;     /* size of the sender's arena when the payload is in it */
     uint64_t in_item;   /* map chunks: item sizes; 0 for a plain task */
     uint64_t out_item;
+    /* TASK_SHM: size of the output segment that came along (0: none); RESULT_SHM:
+       nonzero when the result is in that segment, which is now this many bytes. */
+    uint64_t out_cap;
 } concur__pframe;
 
 /* Parent <-> helper, one SOCK_SEQPACKET message each. */
@@ -4523,7 +4533,30 @@ typedef struct concur__ptask {
     int64_t timeout_ns;        /* < 0: none */
     concur__pmap *map;         /* map chunks only */
     size_t out_off, in_item, out_item;
+    struct concur__seg *in_seg;  /* big input, in shared memory */
+    struct concur__seg *out_seg; /* lent to the worker for a big result */
 } concur__ptask;
+
+/* A shared-memory segment: a memfd mapped here, lent to a worker for one task (its
+   input, or room for its result) and recycled afterwards. A result segment goes to
+   the future, and back to the free list when the future is freed, which may be after
+   the pool is gone: the list is its own reference-counted object. */
+typedef struct concur__seg {
+    struct concur__seg *next;
+    struct concur__segs *owner;
+    int fd;
+    size_t cap;
+    unsigned char *map;
+} concur__seg;
+
+typedef struct concur__segs {
+    concur_mutex lock;
+    int32_t refs;       /* the pool, plus every segment out of the list */
+    int closed;         /* the pool is gone: returned segments are freed */
+    concur__seg *free;
+    size_t free_bytes;
+    int live;           /* segments in existence (each holds an fd here) */
+} concur__segs;
 
 typedef struct concur__pworker {
     int index;
@@ -4535,15 +4568,12 @@ typedef struct concur__pworker {
     int kill_reason;           /* 0, -ETIMEDOUT or CONCUR_ESHUTDOWN: why we stop it */
     int tasks_done;
     concur__ptask *task;       /* in flight */
+    struct concur__seg *held[2]; /* a timed-out task's segments, until the reap */
     int64_t deadline;          /* of the task in flight */
     int64_t kill_at;           /* SIGKILL after SIGTERM */
     /* Held while a frame goes out; the driver takes it before closing fd or changing
        the input arena, so a submitter's direct dispatch never writes a stale fd. */
     concur_mutex send_lock;
-    int in_fd;                 /* input arena (parent-owned), -1 when none */
-    unsigned char *in_map;
-    size_t in_cap;
-    int in_fd_sent;
     int out_fd;                /* output arena (worker-owned), mapped read-only */
     unsigned char *out_map;
     size_t out_len;
@@ -4583,19 +4613,26 @@ struct concur_procpool {
     /* The helper's and workers' own copies of the memory are made at creation; these
        two are read there. */
     int64_t *kids;             /* helper: pid per worker slot */
+    concur__segs *segs;
 };
 
 /* The worker process's state; lives in the worker only. */
 typedef struct concur__wproc {
     int fd;
     size_t threshold;
-    int in_fd;
-    unsigned char *in_map;
-    size_t in_len;
-    int out_fd;                /* -1: no shared memory, results go inline */
+    /* The worker's own output arena, for big results of tasks that came without an
+       output segment; -1 without shared memory (results go inline). */
+    int arena_fd;
+    unsigned char *arena;
+    size_t arena_cap;
+    int arena_sent;
+    /* This task's output segment, when the parent lent one. */
+    int seg_fd;
+    unsigned char *seg;
+    size_t seg_cap;
+    /* Where output goes now: the arena, or the segment. */
     unsigned char *out_buf;
     size_t out_cap;
-    int out_fd_sent;
     unsigned char *inbuf;      /* inline input */
     size_t inbuf_cap;
 } concur__wproc;
@@ -4634,38 +4671,42 @@ CONCUR__PRIVATE int concur__memfd(size_t size) {
 #endif
 }
 
-/* Sends a header, an optional payload and an optional fd, all of it; EINTR and short
-   writes are continued. 0 or -errno (a dead peer gives -EPIPE, never SIGPIPE). */
-CONCUR__PRIVATE int concur__send_frame(int fd, const concur__pframe *h, const void *payload,
-                                       size_t plen, int pass_fd) {
+/* Sends a header, an optional payload and up to two fds (-1: none), all of it; EINTR
+   and short writes are continued. 0 or -errno (a dead peer gives -EPIPE, never
+   SIGPIPE). */
+CONCUR__PRIVATE int concur__send_frame(int fd, const concur__pframe *h, const void *payload, size_t plen,
+                                       int fd1, int fd2) {
     struct iovec iov[2];
     iov[0].iov_base = (void *)h;
     iov[0].iov_len = sizeof *h;
     iov[1].iov_base = (void *)payload;
     iov[1].iov_len = plen;
     int niov = plen ? 2 : 1, first = 0;
-    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } cbuf;
+    int fds[2], nfds = 0;
+    if (fd1 >= 0) fds[nfds++] = fd1;
+    if (fd2 >= 0) fds[nfds++] = fd2;
+    union { struct cmsghdr align; char buf[CMSG_SPACE(2 * sizeof(int))]; } cbuf;
     while (first < niov) {
         struct msghdr m;
         memset(&m, 0, sizeof m);
         m.msg_iov = iov + first;
         m.msg_iovlen = (size_t)(niov - first);
-        if (pass_fd >= 0) {
+        if (nfds) {
             memset(&cbuf, 0, sizeof cbuf);
             m.msg_control = cbuf.buf;
-            m.msg_controllen = sizeof cbuf.buf;
+            m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
             struct cmsghdr *c = CMSG_FIRSTHDR(&m);
             c->cmsg_level = SOL_SOCKET;
             c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+            c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+            memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
         }
         ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             return -errno;
         }
-        pass_fd = -1; /* attached to the first byte, sent */
+        nfds = 0; /* attached to the first byte, sent */
         size_t left = (size_t)n;
         while (first < niov && left >= iov[first].iov_len) left -= iov[first++].iov_len;
         if (first < niov) {
@@ -4676,8 +4717,9 @@ CONCUR__PRIVATE int concur__send_frame(int fd, const concur__pframe *h, const vo
     return 0;
 }
 
-/* One recvmsg; an fd that came along is stored in *got_fd (extra ones are closed). */
-CONCUR__PRIVATE ssize_t concur__recv_some(int fd, void *buf, size_t len, int flags, int *got_fd) {
+/* One recvmsg. fds that came along fill the -1 slots of fds[0..nfds) in order; any
+   beyond are closed. */
+CONCUR__PRIVATE ssize_t concur__recv_some(int fd, void *buf, size_t len, int flags, int *fds, int nfds) {
     struct iovec iov;
     iov.iov_base = buf;
     iov.iov_len = len;
@@ -4697,11 +4739,12 @@ CONCUR__PRIVATE ssize_t concur__recv_some(int fd, void *buf, size_t len, int fla
     if (n < 0) return -errno;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < nfd; i++) {
-            int passed;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int passed, k = 0;
             memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (got_fd && *got_fd < 0) *got_fd = passed;
+            while (k < nfds && fds[k] >= 0) k++;
+            if (k < nfds) fds[k] = passed;
             else close(passed);
         }
     }
@@ -4709,10 +4752,10 @@ CONCUR__PRIVATE ssize_t concur__recv_some(int fd, void *buf, size_t len, int fla
 }
 
 /* Blocking: reads exactly len bytes. 1, 0 at end of file, or -errno. */
-CONCUR__PRIVATE int concur__recv_all(int fd, void *buf, size_t len, int *got_fd) {
+CONCUR__PRIVATE int concur__recv_all(int fd, void *buf, size_t len, int *fds, int nfds) {
     size_t got = 0;
     while (got < len) {
-        ssize_t n = concur__recv_some(fd, (char *)buf + got, len - got, 0, got_fd);
+        ssize_t n = concur__recv_some(fd, (char *)buf + got, len - got, 0, fds, nfds);
         if (n < 0) return (int)n;
         if (n == 0) return 0;
         got += (size_t)n;
@@ -4722,8 +4765,17 @@ CONCUR__PRIVATE int concur__recv_all(int fd, void *buf, size_t len, int *got_fd)
 
 /* ---- the worker process ---------------------------------------------------------- */
 
-/* Makes room for need bytes of output; the shared arena grows in place (same file, so
-   the parent keeps its fd and only remaps). 0 or -ENOMEM. */
+/* The pool as the helper and the workers inherited it. Held here so that leak
+   checkers running in those processes (valgrind follows forks) see it as reachable. */
+static const concur_procpool *volatile concur__proc_inherited;
+
+CONCUR__PRIVATE void *concur__map_shared(int fd, size_t len, int prot) {
+    void *m = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+/* Makes room for need bytes of output. Shared files grow in place (the parent keeps
+   its fd and only remaps). 0 or -ENOMEM. */
 CONCUR__PRIVATE int concur__wout_reserve(concur__wproc *wp, size_t need) {
     if (need <= wp->out_cap) return 0;
     size_t cap = wp->out_cap ? wp->out_cap : concur__pp_round(4096);
@@ -4732,20 +4784,27 @@ CONCUR__PRIVATE int concur__wout_reserve(concur__wproc *wp, size_t need) {
         cap *= 2;
     }
     cap = concur__pp_round(cap);
-    if (wp->out_fd >= 0 && ftruncate(wp->out_fd, (off_t)cap) == 0) {
-        void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, wp->out_fd, 0);
-        if (m != MAP_FAILED) {
-            if (wp->out_buf) munmap(wp->out_buf, wp->out_cap);
-            wp->out_buf = (unsigned char *)m;
-            wp->out_cap = cap;
-            return 0;
+    int on_seg = wp->seg_fd >= 0;
+    int fd = on_seg ? wp->seg_fd : wp->arena_fd;
+    if (fd >= 0) {
+        void *m = ftruncate(fd, (off_t)cap) == 0 ? concur__map_shared(fd, cap, PROT_READ | PROT_WRITE) : NULL;
+        if (!m) return -ENOMEM;
+        if (wp->out_buf) munmap(wp->out_buf, wp->out_cap);
+        wp->out_buf = (unsigned char *)m;
+        wp->out_cap = cap;
+        if (on_seg) {
+            wp->seg = wp->out_buf;
+            wp->seg_cap = cap;
+        } else {
+            wp->arena = wp->out_buf;
+            wp->arena_cap = cap;
         }
+        return 0;
     }
-    if (wp->out_fd >= 0) return -ENOMEM;
     unsigned char *b = (unsigned char *)CONCUR_REALLOC(wp->out_buf, cap);
     if (!b) return -ENOMEM;
-    wp->out_buf = b;
-    wp->out_cap = cap;
+    wp->out_buf = wp->arena = b;
+    wp->out_cap = wp->arena_cap = cap;
     return 0;
 }
 
@@ -4798,10 +4857,6 @@ CONCUR__PRIVATE int concur__worker_run(concur__wproc *wp, const concur__pframe *
     return 0;
 }
 
-/* The pool as the helper and the workers inherited it. Held here so that leak
-   checkers running in those processes (valgrind follows forks) see it as reachable. */
-static const concur_procpool *volatile concur__proc_inherited;
-
 CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd, int helper_pid) {
     concur__proc_inherited = pp;
 #ifdef __linux__
@@ -4813,16 +4868,15 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
     memset(&wp, 0, sizeof wp);
     wp.fd = fd;
     wp.threshold = pp->desc.shm_threshold;
-    wp.in_fd = -1;
-    wp.out_fd = concur__memfd(concur__pp_page());
-    if (wp.out_fd >= 0) {
-        void *m = mmap(NULL, concur__pp_page(), PROT_READ | PROT_WRITE, MAP_SHARED, wp.out_fd, 0);
-        if (m == MAP_FAILED) {
-            close(wp.out_fd);
-            wp.out_fd = -1;
+    wp.seg_fd = -1;
+    wp.arena_fd = concur__memfd(concur__pp_page());
+    if (wp.arena_fd >= 0) {
+        wp.arena = (unsigned char *)concur__map_shared(wp.arena_fd, concur__pp_page(), PROT_READ | PROT_WRITE);
+        if (!wp.arena) {
+            close(wp.arena_fd);
+            wp.arena_fd = -1;
         } else {
-            wp.out_buf = (unsigned char *)m;
-            wp.out_cap = concur__pp_page();
+            wp.arena_cap = concur__pp_page();
         }
     }
     concur__pframe h;
@@ -4830,30 +4884,32 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
     h.type = CONCUR__PF_HELLO;
     h.status = pp->desc.initializer ? pp->desc.initializer(pp->desc.init_arg) : 0;
     fflush(NULL);
-    if (concur__send_frame(fd, &h, NULL, 0, -1) < 0 || h.status < 0) _exit(0);
+    if (concur__send_frame(fd, &h, NULL, 0, -1, -1) < 0 || h.status < 0) _exit(0);
     int done = 0;
     for (;;) {
-        int got_fd = -1;
-        if (concur__recv_all(fd, &h, sizeof h, &got_fd) <= 0 || h.type == CONCUR__PF_EXIT) _exit(0);
+        int fds[2] = {-1, -1};
+        if (concur__recv_all(fd, &h, sizeof h, fds, 2) <= 0 || h.type == CONCUR__PF_EXIT) _exit(0);
         const unsigned char *in = NULL;
+        unsigned char *in_map = NULL;
         int status = 0;
+        wp.out_buf = wp.arena;
+        wp.out_cap = wp.arena_cap;
         if (h.type == CONCUR__PF_TASK_SHM) {
-            if (got_fd >= 0) {
-                if (wp.in_map) munmap(wp.in_map, wp.in_len);
-                if (wp.in_fd >= 0) close(wp.in_fd);
-                wp.in_fd = got_fd;
-                wp.in_map = NULL;
-                wp.in_len = 0;
-                got_fd = -1;
+            /* Input segment first, then (optionally) room for the result. */
+            if (fds[0] >= 0 && h.arena >= h.len && h.arena)
+                in_map = (unsigned char *)concur__map_shared(fds[0], (size_t)h.arena, PROT_READ);
+            if (!in_map && h.len) status = -EPROTO;
+            in = in_map;
+            if (fds[1] >= 0 && h.out_cap) {
+                wp.seg = (unsigned char *)concur__map_shared(fds[1], (size_t)h.out_cap, PROT_READ | PROT_WRITE);
+                if (wp.seg) {
+                    wp.seg_fd = fds[1];
+                    fds[1] = -1;
+                    wp.seg_cap = (size_t)h.out_cap;
+                    wp.out_buf = wp.seg;
+                    wp.out_cap = wp.seg_cap;
+                }
             }
-            if (wp.in_fd >= 0 && h.arena > wp.in_len) {
-                if (wp.in_map) munmap(wp.in_map, wp.in_len);
-                void *m = mmap(NULL, (size_t)h.arena, PROT_READ, MAP_SHARED, wp.in_fd, 0);
-                wp.in_map = m == MAP_FAILED ? NULL : (unsigned char *)m;
-                wp.in_len = wp.in_map ? (size_t)h.arena : 0;
-            }
-            if (!wp.in_map || h.len > wp.in_len) status = -EPROTO;
-            in = wp.in_map;
         } else if (h.type == CONCUR__PF_TASK) {
             if (h.len > wp.inbuf_cap) {
                 unsigned char *b = (unsigned char *)CONCUR_REALLOC(wp.inbuf, (size_t)h.len);
@@ -4861,33 +4917,46 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
                 wp.inbuf = b;
                 wp.inbuf_cap = (size_t)h.len;
             }
-            if (h.len && concur__recv_all(fd, wp.inbuf, (size_t)h.len, NULL) <= 0) _exit(0);
+            if (h.len && concur__recv_all(fd, wp.inbuf, (size_t)h.len, NULL, 0) <= 0) _exit(0);
             in = wp.inbuf;
         } else {
             _exit(71);
         }
-        if (got_fd >= 0) close(got_fd);
         size_t out_len = 0;
         if (!status) status = concur__worker_run(&wp, &h, in, &out_len);
         fflush(NULL);
+        if (in_map) munmap(in_map, (size_t)h.arena);
+        for (int i = 0; i < 2; i++)
+            if (fds[i] >= 0) close(fds[i]);
         concur__pframe r;
         memset(&r, 0, sizeof r);
         r.id = h.id;
         r.status = status;
         r.len = status < 0 ? 0 : out_len;
         int pass = -1;
-        const void *payload = wp.out_buf;
         size_t plen = (size_t)r.len;
-        if (plen >= wp.threshold && wp.out_fd >= 0) {
+        if (plen >= wp.threshold && wp.seg_fd >= 0) {
+            r.type = CONCUR__PF_RESULT_SHM; /* in the segment the parent lent */
+            r.out_cap = wp.seg_cap;
+            plen = 0;
+        } else if (plen >= wp.threshold && wp.arena_fd >= 0 && wp.seg_fd < 0) {
             r.type = CONCUR__PF_RESULT_SHM;
-            r.arena = wp.out_cap;
-            if (!wp.out_fd_sent) pass = wp.out_fd;
-            wp.out_fd_sent = 1;
+            r.arena = wp.arena_cap;
+            if (!wp.arena_sent) pass = wp.arena_fd;
+            wp.arena_sent = 1;
             plen = 0;
         } else {
             r.type = CONCUR__PF_RESULT;
         }
-        if (concur__send_frame(fd, &r, payload, plen, pass) < 0) _exit(0);
+        int sent = concur__send_frame(fd, &r, wp.out_buf, plen, pass, -1);
+        if (wp.seg_fd >= 0) {
+            munmap(wp.seg, wp.seg_cap);
+            close(wp.seg_fd);
+            wp.seg_fd = -1;
+            wp.seg = NULL;
+            wp.seg_cap = 0;
+        }
+        if (sent < 0) _exit(0);
         if (pp->desc.max_tasks_per_child > 0 && ++done >= pp->desc.max_tasks_per_child) _exit(0);
     }
 }
@@ -4944,7 +5013,7 @@ CONCUR__PRIVATE void concur__helper_main(concur_procpool *pp, int ctl, int kill_
     for (;;) {
         concur__hmsg m;
         int got_fd = -1;
-        ssize_t n = concur__recv_some(ctl, &m, sizeof m, 0, &got_fd);
+        ssize_t n = concur__recv_some(ctl, &m, sizeof m, 0, &got_fd, 1);
         if (n != (ssize_t)sizeof m) {
             if (got_fd >= 0) close(got_fd);
             break; /* the parent is gone or closed the pool */
@@ -5004,11 +5073,110 @@ CONCUR__PRIVATE void concur__pp_wake(concur_procpool *pp) {
     while (n < 0 && errno == EINTR);
 }
 
+/* Idle segments kept for reuse, in bytes; segments in existence, at most (each holds
+   an fd, and a full queue of big tasks must not run the program out of fds: past it,
+   payloads go through the socket). */
+#define CONCUR__SEG_KEEP ((size_t)64 << 20)
+#define CONCUR__SEG_LIVE_MAX 512
+
+CONCUR__PRIVATE void concur__seg_destroy(concur__seg *s) {
+    munmap(s->map, s->cap);
+    close(s->fd);
+    CONCUR_FREE(s);
+}
+
+CONCUR__PRIVATE void concur__segs_unref(concur__segs *ss) {
+    if (concur__fetch_add(&ss->refs, -1, ACQ_REL) != 1) return;
+    while (ss->free) {
+        concur__seg *s = ss->free;
+        ss->free = s->next;
+        concur__seg_destroy(s);
+    }
+    CONCUR_FREE(ss);
+}
+
+/* A segment of at least need bytes: a recycled one (its pages are already there, so
+   no page faults and no zeroing), or a new one. NULL when none can be had. */
+CONCUR__PRIVATE concur__seg *concur__seg_get(concur__segs *ss, size_t need) {
+    concur__lock(&ss->lock);
+    concur__seg **best = NULL;
+    for (concur__seg **p = &ss->free; *p; p = &(*p)->next)
+        if ((*p)->cap >= need && (*p)->cap / 4 <= need && (!best || (*p)->cap < (*best)->cap)) best = p;
+    concur__seg *s = NULL;
+    if (best) {
+        s = *best;
+        *best = s->next;
+        ss->free_bytes -= s->cap;
+    } else if (ss->live >= CONCUR__SEG_LIVE_MAX) {
+        concur__unlock(&ss->lock);
+        return NULL;
+    } else {
+        ss->live++;
+    }
+    concur__fetch_add(&ss->refs, 1, RELAXED);
+    concur__unlock(&ss->lock);
+    if (s) return s;
+    size_t cap = concur__pp_round(need);
+    s = (concur__seg *)concur__malloc(sizeof *s);
+    int fd = s ? concur__memfd(cap) : -1;
+    void *m = fd >= 0 ? concur__map_shared(fd, cap, PROT_READ | PROT_WRITE) : NULL;
+    if (!m) {
+        if (fd >= 0) close(fd);
+        if (s) CONCUR_FREE(s);
+        concur__lock(&ss->lock);
+        ss->live--;
+        concur__unlock(&ss->lock);
+        concur__segs_unref(ss);
+        return NULL;
+    }
+    s->next = NULL;
+    s->owner = ss;
+    s->fd = fd;
+    s->cap = cap;
+    s->map = (unsigned char *)m;
+    return s;
+}
+
+/* Back to the free list (or freed: beyond the keep limit, or once the pool is gone). */
+CONCUR__PRIVATE void concur__seg_put(concur__seg *s) {
+    if (!s) return;
+    concur__segs *ss = s->owner;
+    concur__lock(&ss->lock);
+    int keep = !ss->closed && ss->free_bytes + s->cap <= CONCUR__SEG_KEEP;
+    if (keep) {
+        s->next = ss->free;
+        ss->free = s;
+        ss->free_bytes += s->cap;
+    } else {
+        ss->live--;
+    }
+    concur__unlock(&ss->lock);
+    if (!keep) concur__seg_destroy(s);
+    concur__segs_unref(ss);
+}
+
+CONCUR__PRIVATE void concur__seg_release_bytes(void *seg) { concur__seg_put((concur__seg *)seg); }
+
+/* The worker grew a segment: map it again at its new size. 0 or -ENOMEM. */
+CONCUR__PRIVATE int concur__seg_resize(concur__seg *s, size_t cap) {
+    if (cap <= s->cap) return 0;
+    void *m = concur__map_shared(s->fd, cap, PROT_READ | PROT_WRITE);
+    if (!m) return -ENOMEM;
+    munmap(s->map, s->cap);
+    concur__lock(&s->owner->lock);
+    s->cap = cap;
+    s->map = (unsigned char *)m;
+    concur__unlock(&s->owner->lock);
+    return 0;
+}
+
 CONCUR__PRIVATE void concur__pmap_unref(concur__pmap *m) {
     if (m && concur__fetch_add(&m->refs, -1, ACQ_REL) == 1) CONCUR_FREE(m);
 }
 
 CONCUR__PRIVATE void concur__ptask_free(concur__ptask *t) {
+    concur__seg_put(t->in_seg);
+    concur__seg_put(t->out_seg);
     if (t->future) concur_future_release(t->future);
     concur__pmap_unref(t->map);
     if (t->in) CONCUR_FREE(t->in);
@@ -5038,8 +5206,8 @@ CONCUR__PRIVATE concur__ptask *concur__pp_take_queue(concur_procpool *pp) {
     return q;
 }
 
-/* Puts t's input into the worker and sends the frame; w->send_lock held. A failed
-   send is left to the end-of-file handling, which fails the task. */
+/* Sends t to w; w->send_lock held. in/len: the input when it is not in a segment. A
+   failed send is left to the end-of-file handling, which fails the task. */
 CONCUR__PRIVATE void concur__pp_send_task(concur_procpool *pp, concur__pworker *w, concur__ptask *t,
                                           const void *in, size_t len) {
     concur__pframe h;
@@ -5050,38 +5218,21 @@ CONCUR__PRIVATE void concur__pp_send_task(concur_procpool *pp, concur__pworker *
     h.in_item = t->in_item;
     h.out_item = t->out_item;
     if (w->fd < 0) return;
-    int pass = -1;
-    if (len >= pp->desc.shm_threshold) {
-        if (len > w->in_cap) {
-            size_t cap = concur__pp_round(len + len / 4);
-            int fd = w->in_fd;
-            if (fd < 0) {
-                fd = concur__memfd(cap);
-            } else if (ftruncate(fd, (off_t)cap) < 0) {
-                fd = -1;
-            }
-            void *m = fd >= 0 ? mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
-            if (m != MAP_FAILED) {
-                if (w->in_map) munmap(w->in_map, w->in_cap);
-                w->in_map = (unsigned char *)m;
-                w->in_cap = cap;
-                w->in_fd = fd;
-            } else if (fd >= 0 && fd != w->in_fd) {
-                close(fd);
-            }
-        }
-        if (len <= w->in_cap) {
-            memcpy(w->in_map, in, len);
-            h.type = CONCUR__PF_TASK_SHM;
-            h.arena = w->in_cap;
-            if (!w->in_fd_sent) pass = w->in_fd;
-            w->in_fd_sent = 1;
-            concur__send_frame(w->fd, &h, NULL, 0, pass);
-            return;
-        }
+    if (!t->in_seg && len >= pp->desc.shm_threshold && (t->in_seg = concur__seg_get(pp->segs, len)) != NULL)
+        memcpy(t->in_seg->map, in, len);
+    if (t->in_seg) {
+        /* Room for a result of the input's size comes along: results that big land
+           there and go to the future as they are. */
+        size_t want = t->in_item ? len / t->in_item * t->out_item : len;
+        if (!t->out_seg && want >= pp->desc.shm_threshold) t->out_seg = concur__seg_get(pp->segs, want);
+        h.type = CONCUR__PF_TASK_SHM;
+        h.arena = t->in_seg->cap;
+        h.out_cap = t->out_seg ? t->out_seg->cap : 0;
+        concur__send_frame(w->fd, &h, NULL, 0, t->in_seg->fd, t->out_seg ? t->out_seg->fd : -1);
+        return;
     }
     h.type = CONCUR__PF_TASK;
-    concur__send_frame(w->fd, &h, in, len, -1);
+    concur__send_frame(w->fd, &h, in, len, -1, -1);
 }
 
 /* Caller holds pp->lock; w is idle. Marks t in flight on w. */
@@ -5126,6 +5277,9 @@ CONCUR__PRIVATE concur_future *concur__pp_submit_task(concur_procpool *pp, concu
     concur__unlock(&pp->lock);
     if (t->map) {
         t->in_ref = (const unsigned char *)in;
+    } else if (len >= pp->desc.shm_threshold && (t->in_seg = concur__seg_get(pp->segs, len)) != NULL) {
+        /* The one copy a big input gets: the worker reads it where it lies. */
+        memcpy(t->in_seg->map, in, len);
     } else {
         /* Copied outside the lock; rechecked after. */
         t->in = (unsigned char *)concur__malloc(len ? len : 1);
@@ -5316,7 +5470,17 @@ CONCUR__PRIVATE void concur__pp_on_frame(concur_procpool *pp, concur__pworker *w
     if (got_fd >= 0 && h->type != CONCUR__PF_RESULT_SHM) close(got_fd);
     int err = h->status < 0 ? h->status : 0;
     const unsigned char *src = (const unsigned char *)bytes;
-    if (!err && h->type == CONCUR__PF_RESULT_SHM) {
+    concur__seg *result_seg = NULL;
+    if (!err && h->type == CONCUR__PF_RESULT_SHM && h->out_cap) {
+        /* In the segment we lent; the worker may have grown it. */
+        result_seg = t->out_seg;
+        if (!result_seg || concur__seg_resize(result_seg, (size_t)h->out_cap) < 0 || len > result_seg->cap) {
+            result_seg = NULL;
+            err = -EPROTO;
+        } else {
+            src = result_seg->map;
+        }
+    } else if (!err && h->type == CONCUR__PF_RESULT_SHM) {
         src = w->out_map;
         if (!src || len > w->out_len) err = -EPROTO;
     }
@@ -5326,6 +5490,19 @@ CONCUR__PRIVATE void concur__pp_on_frame(concur_procpool *pp, concur__pworker *w
         if (!t->map->abandoned && len) memcpy(t->map->out + t->out_off, src, len);
         concur__unlock(&t->map->lock);
         len = 0;
+    } else if (!err && result_seg) {
+        /* Handed over as it is: no copy. The future gives the segment back. Only the
+           pool completes a running process future, so this cannot race. */
+        t->out_seg = NULL;
+        if (bytes) CONCUR_FREE(bytes);
+        t->future->bytes_shared = 1;
+        t->future->nu.shared_seg = result_seg;
+        concur__store(&t->future->detail, 0, RELAXED);
+        int rc = concur__future_complete(t->future, NULL, 0, result_seg->map, len, 0);
+        CONCUR__CHECK(rc == 0);
+        (void)rc;
+        concur__ptask_free(t);
+        return;
     } else if (!err && h->type == CONCUR__PF_RESULT_SHM) {
         bytes = concur__malloc(len ? len : 1);
         if (!bytes) err = -ENOMEM;
@@ -5345,7 +5522,7 @@ CONCUR__PRIVATE int concur__pp_read(concur_procpool *pp, concur__pworker *w) {
     for (;;) {
         if (w->rx_got < sizeof w->rx) {
             ssize_t n = concur__recv_some(w->fd, (char *)&w->rx + w->rx_got, sizeof w->rx - w->rx_got,
-                                          MSG_DONTWAIT, &w->rx_fd);
+                                          MSG_DONTWAIT, &w->rx_fd, 1);
             if (n == -EAGAIN || n == -EWOULDBLOCK) return 0;
             if (n <= 0) return 1;
             w->rx_got += (size_t)n;
@@ -5364,7 +5541,7 @@ CONCUR__PRIVATE int concur__pp_read(concur_procpool *pp, concur__pworker *w) {
         }
         if (w->rx.type == CONCUR__PF_RESULT && w->rx_body_got < w->rx.len) {
             ssize_t n = concur__recv_some(w->fd, w->rx_body + w->rx_body_got,
-                                          (size_t)w->rx.len - w->rx_body_got, MSG_DONTWAIT, &w->rx_fd);
+                                          (size_t)w->rx.len - w->rx_body_got, MSG_DONTWAIT, &w->rx_fd, 1);
             if (n == -EAGAIN || n == -EWOULDBLOCK) return 0;
             if (n <= 0) return 1;
             w->rx_body_got += (size_t)n;
@@ -5416,7 +5593,6 @@ CONCUR__PRIVATE int concur__pp_spawn(concur_procpool *pp, concur__pworker *w) {
     w->kill_reason = 0;
     w->tasks_done = 0;
     w->deadline = w->kill_at = CONCUR__NEVER;
-    w->in_fd_sent = 0;
     w->rx_got = 0;
     w->rx_fd = -1;
     w->retiring = 0;
@@ -5494,8 +5670,12 @@ CONCUR__PRIVATE void concur__pp_reaped(concur_procpool *pp, concur__pworker *w, 
     w->state = CONCUR__W_EMPTY;
     w->pid = 0;
     w->kill_at = CONCUR__NEVER;
+    concur__seg *held0 = w->held[0], *held1 = w->held[1];
+    w->held[0] = w->held[1] = NULL;
     concur__pp_respawn(pp, w);
     concur__unlock(&pp->lock);
+    concur__seg_put(held0);
+    concur__seg_put(held1);
     if (t) {
         int err = reason ? reason : CONCUR_EWORKERDIED;
         concur__ptask_finish(t, err, NULL, 0, err == CONCUR_EWORKERDIED ? status + 1 : 0);
@@ -5590,6 +5770,11 @@ CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
         for (int i = 0; i < n; i++) {
             concur__pworker *w = &pp->workers[i];
             if (w->state == CONCUR__W_BUSY && w->task && w->deadline <= now) {
+                /* The worker may still be writing into the task's segments until it
+                   is reaped: they stay with it and are recycled only then. */
+                w->held[0] = w->task->in_seg;
+                w->held[1] = w->task->out_seg;
+                w->task->in_seg = w->task->out_seg = NULL;
                 w->task->next = expired;
                 expired = w->task;
                 w->task = NULL;
@@ -5657,14 +5842,14 @@ CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
                     concur__unlock(&t->map->lock);
                 } else {
                     concur__pp_send_task(pp, w, t, t->in, t->in_len);
-                    CONCUR_FREE(t->in);
+                    if (t->in) CONCUR_FREE(t->in);
                     t->in = NULL;
                 }
             } else if (w->fd >= 0) {
                 concur__pframe h;
                 memset(&h, 0, sizeof h);
                 h.type = CONCUR__PF_EXIT;
-                concur__send_frame(w->fd, &h, NULL, 0, -1);
+                concur__send_frame(w->fd, &h, NULL, 0, -1, -1);
             }
             concur__unlock(&w->send_lock);
         }
@@ -5689,10 +5874,14 @@ CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
         for (int k = 0; k < nfd; k++) {
             if (!pfd[k].revents) continue;
             if (who[k] == -1) {
-                concur__store(&pp->wake_pending, 0, SEQ_CST);
+                /* Drain first, then clear: clearing first would let a wake written in
+                   between be drained while the flag stays set, and every later
+                   waker would then skip the write. The state a waker published
+                   before setting the flag is read at the top of the loop. */
                 char buf[64];
                 while (read(pp->wake_rd, buf, sizeof buf) > 0) {
                 }
+                concur__store(&pp->wake_pending, 0, SEQ_CST);
             } else if (who[k] == -2) {
                 concur__pp_on_helper(pp);
             } else {
@@ -5727,11 +5916,11 @@ CONCUR__PRIVATE void concur__pp_free(concur_procpool *pp) {
         if (w->fd >= 0) close(w->fd);
         if (w->rx_fd >= 0) close(w->rx_fd);
         if (w->rx_body) CONCUR_FREE(w->rx_body);
-        if (w->in_map) munmap(w->in_map, w->in_cap);
-        if (w->in_fd >= 0) close(w->in_fd);
         if (w->out_map) munmap(w->out_map, w->out_len);
         if (w->out_fd >= 0) close(w->out_fd);
         if (w->task) concur__ptask_free(w->task);
+        concur__seg_put(w->held[0]);
+        concur__seg_put(w->held[1]);
     }
     concur__ptask *q = pp->qhead;
     while (q) {
@@ -5744,6 +5933,12 @@ CONCUR__PRIVATE void concur__pp_free(concur_procpool *pp) {
     if (pp->crash_times) CONCUR_FREE(pp->crash_times);
     if (pp->workers) CONCUR_FREE(pp->workers);
     if (pp->kids) CONCUR_FREE(pp->kids);
+    if (pp->segs) {
+        concur__lock(&pp->segs->lock);
+        pp->segs->closed = 1;
+        concur__unlock(&pp->segs->lock);
+        concur__segs_unref(pp->segs);
+    }
     CONCUR_FREE(pp);
 }
 
@@ -5781,14 +5976,18 @@ CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *d
     int err = ENOMEM, kill_with_parent = 0, pid = -1;
     int ctl[2];
     sigset_t all, old;
-    if (!pp->crash_times || !pp->workers || !pp->kids) goto fail;
+    pp->segs = (concur__segs *)concur__malloc(sizeof *pp->segs);
+    if (!pp->crash_times || !pp->workers || !pp->kids || !pp->segs) goto fail;
+    memset(pp->segs, 0, sizeof *pp->segs);
+    pp->segs->refs = 1;
+    concur__store(&concur__future_seg_release, &concur__seg_release_bytes, RELEASE);
     memset(pp->crash_times, 0, scratch);
     memset(pp->workers, 0, (size_t)n * sizeof *pp->workers);
     memset(pp->kids, 0, (size_t)n * sizeof *pp->kids);
     for (int i = 0; i < n; i++) {
         concur__pworker *w = &pp->workers[i];
         w->index = i;
-        w->fd = w->in_fd = w->out_fd = w->rx_fd = -1;
+        w->fd = w->out_fd = w->rx_fd = -1;
         w->deadline = w->kill_at = CONCUR__NEVER;
     }
 #ifdef __linux__
@@ -5847,7 +6046,7 @@ CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *d
         concur__pworker *w = &pp->workers[i];
         concur__pframe h;
         int got_fd = -1;
-        int rc = concur__recv_all(w->fd, &h, sizeof h, &got_fd);
+        int rc = concur__recv_all(w->fd, &h, sizeof h, &got_fd, 1);
         if (got_fd >= 0) close(got_fd);
         if (rc <= 0 || h.type != CONCUR__PF_HELLO) { err = ECHILD; goto fail; }
         if (h.status < 0) { err = h.status > -4096 ? -h.status : ECHILD; goto fail; }
