@@ -1713,7 +1713,9 @@ static int (*concur__future_run_inline)(concur_future *f);
 
 CONCUR__PRIVATE int concur__future_wait_deadline(concur_future *f, int64_t deadline) {
     if (concur__future_is_done(f)) return 0;
-    if (f->nu.task_pool) {
+    /* Atomic: the process pool stores its result segment in this slot while a waiter
+       may be looking (it never matches a thread pool, so the value is harmless). */
+    if (concur__load(&f->nu.task_pool, RELAXED)) {
         int (*run_inline)(concur_future *) = concur__load(&concur__future_run_inline, ACQUIRE);
         if (run_inline && run_inline(f)) return 0;
     }
@@ -4556,6 +4558,8 @@ typedef struct concur__segs {
     concur__seg *free;
     size_t free_bytes;
     int live;           /* segments in existence (each holds an fd here) */
+    int live_max;
+    int64_t last_use;   /* for giving idle memory back */
 } concur__segs;
 
 typedef struct concur__pworker {
@@ -4769,8 +4773,17 @@ CONCUR__PRIVATE int concur__recv_all(int fd, void *buf, size_t len, int *fds, in
    checkers running in those processes (valgrind follows forks) see it as reachable. */
 static const concur_procpool *volatile concur__proc_inherited;
 
-CONCUR__PRIVATE void *concur__map_shared(int fd, size_t len, int prot) {
-    void *m = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+#if !defined(MAP_POPULATE) && defined(__linux__) && (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__riscv))
+#  define MAP_POPULATE 0x8000 /* hidden by strict -std=c99; the value is the kernel's */
+#endif
+#ifndef MAP_POPULATE
+#  define MAP_POPULATE 0
+#endif
+
+/* populate: fill the page tables in one go (a worker maps each task's segments and
+   touches every page: one call instead of a fault per page). */
+CONCUR__PRIVATE void *concur__map_shared(int fd, size_t len, int prot, int populate) {
+    void *m = mmap(NULL, len, prot, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
     return m == MAP_FAILED ? NULL : m;
 }
 
@@ -4787,7 +4800,7 @@ CONCUR__PRIVATE int concur__wout_reserve(concur__wproc *wp, size_t need) {
     int on_seg = wp->seg_fd >= 0;
     int fd = on_seg ? wp->seg_fd : wp->arena_fd;
     if (fd >= 0) {
-        void *m = ftruncate(fd, (off_t)cap) == 0 ? concur__map_shared(fd, cap, PROT_READ | PROT_WRITE) : NULL;
+        void *m = ftruncate(fd, (off_t)cap) == 0 ? concur__map_shared(fd, cap, PROT_READ | PROT_WRITE, 0) : NULL;
         if (!m) return -ENOMEM;
         if (wp->out_buf) munmap(wp->out_buf, wp->out_cap);
         wp->out_buf = (unsigned char *)m;
@@ -4871,7 +4884,7 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
     wp.seg_fd = -1;
     wp.arena_fd = concur__memfd(concur__pp_page());
     if (wp.arena_fd >= 0) {
-        wp.arena = (unsigned char *)concur__map_shared(wp.arena_fd, concur__pp_page(), PROT_READ | PROT_WRITE);
+        wp.arena = (unsigned char *)concur__map_shared(wp.arena_fd, concur__pp_page(), PROT_READ | PROT_WRITE, 0);
         if (!wp.arena) {
             close(wp.arena_fd);
             wp.arena_fd = -1;
@@ -4897,11 +4910,11 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
         if (h.type == CONCUR__PF_TASK_SHM) {
             /* Input segment first, then (optionally) room for the result. */
             if (fds[0] >= 0 && h.arena >= h.len && h.arena)
-                in_map = (unsigned char *)concur__map_shared(fds[0], (size_t)h.arena, PROT_READ);
+                in_map = (unsigned char *)concur__map_shared(fds[0], (size_t)h.arena, PROT_READ, 1);
             if (!in_map && h.len) status = -EPROTO;
             in = in_map;
             if (fds[1] >= 0 && h.out_cap) {
-                wp.seg = (unsigned char *)concur__map_shared(fds[1], (size_t)h.out_cap, PROT_READ | PROT_WRITE);
+                wp.seg = (unsigned char *)concur__map_shared(fds[1], (size_t)h.out_cap, PROT_READ | PROT_WRITE, 1);
                 if (wp.seg) {
                     wp.seg_fd = fds[1];
                     fds[1] = -1;
@@ -5073,11 +5086,14 @@ CONCUR__PRIVATE void concur__pp_wake(concur_procpool *pp) {
     while (n < 0 && errno == EINTR);
 }
 
-/* Idle segments kept for reuse, in bytes; segments in existence, at most (each holds
-   an fd, and a full queue of big tasks must not run the program out of fds: past it,
-   payloads go through the socket). */
-#define CONCUR__SEG_KEEP ((size_t)64 << 20)
-#define CONCUR__SEG_LIVE_MAX 512
+/* Idle segments kept for reuse, at most, in bytes. A burst of big tasks keeps what it
+   used (reused segments cost no page faults and no zeroing), and the pool thread
+   gives all but CONCUR__SEG_FLOOR back after CONCUR__SEG_IDLE_NS without use. The
+   number of segments in existence is bounded too (each holds an fd): a quarter of
+   the fd limit, at most 1024; past it, payloads go through the socket. */
+#define CONCUR__SEG_KEEP ((size_t)1024 << 20)
+#define CONCUR__SEG_FLOOR ((size_t)16 << 20)
+#define CONCUR__SEG_IDLE_NS (CONCUR__NS / 2)
 
 CONCUR__PRIVATE void concur__seg_destroy(concur__seg *s) {
     munmap(s->map, s->cap);
@@ -5107,19 +5123,20 @@ CONCUR__PRIVATE concur__seg *concur__seg_get(concur__segs *ss, size_t need) {
         s = *best;
         *best = s->next;
         ss->free_bytes -= s->cap;
-    } else if (ss->live >= CONCUR__SEG_LIVE_MAX) {
+    } else if (ss->live >= ss->live_max) {
         concur__unlock(&ss->lock);
         return NULL;
     } else {
         ss->live++;
     }
     concur__fetch_add(&ss->refs, 1, RELAXED);
+    ss->last_use = concur__now_ns();
     concur__unlock(&ss->lock);
     if (s) return s;
     size_t cap = concur__pp_round(need);
     s = (concur__seg *)concur__malloc(sizeof *s);
     int fd = s ? concur__memfd(cap) : -1;
-    void *m = fd >= 0 ? concur__map_shared(fd, cap, PROT_READ | PROT_WRITE) : NULL;
+    void *m = fd >= 0 ? concur__map_shared(fd, cap, PROT_READ | PROT_WRITE, 0) : NULL;
     if (!m) {
         if (fd >= 0) close(fd);
         if (s) CONCUR_FREE(s);
@@ -5147,6 +5164,7 @@ CONCUR__PRIVATE void concur__seg_put(concur__seg *s) {
         s->next = ss->free;
         ss->free = s;
         ss->free_bytes += s->cap;
+        ss->last_use = concur__now_ns();
     } else {
         ss->live--;
     }
@@ -5157,10 +5175,41 @@ CONCUR__PRIVATE void concur__seg_put(concur__seg *s) {
 
 CONCUR__PRIVATE void concur__seg_release_bytes(void *seg) { concur__seg_put((concur__seg *)seg); }
 
+/* Pool thread: frees idle segments beyond the floor once they have been idle long
+   enough. Returns when to look again (CONCUR__NEVER: nothing to give back). */
+CONCUR__PRIVATE int64_t concur__segs_trim(concur__segs *ss, int64_t now) {
+    concur__seg *drop = NULL;
+    concur__lock(&ss->lock);
+    if (ss->free_bytes <= CONCUR__SEG_FLOOR) {
+        concur__unlock(&ss->lock);
+        return CONCUR__NEVER;
+    }
+    if (now - ss->last_use < CONCUR__SEG_IDLE_NS) {
+        int64_t at = ss->last_use + CONCUR__SEG_IDLE_NS;
+        concur__unlock(&ss->lock);
+        return at;
+    }
+    while (ss->free && ss->free_bytes > CONCUR__SEG_FLOOR) {
+        concur__seg *s = ss->free;
+        ss->free = s->next;
+        ss->free_bytes -= s->cap;
+        ss->live--;
+        s->next = drop;
+        drop = s;
+    }
+    concur__unlock(&ss->lock);
+    while (drop) { /* idle segments hold no reference on the list */
+        concur__seg *s = drop;
+        drop = s->next;
+        concur__seg_destroy(s);
+    }
+    return CONCUR__NEVER;
+}
+
 /* The worker grew a segment: map it again at its new size. 0 or -ENOMEM. */
 CONCUR__PRIVATE int concur__seg_resize(concur__seg *s, size_t cap) {
     if (cap <= s->cap) return 0;
-    void *m = concur__map_shared(s->fd, cap, PROT_READ | PROT_WRITE);
+    void *m = concur__map_shared(s->fd, cap, PROT_READ | PROT_WRITE, 0);
     if (!m) return -ENOMEM;
     munmap(s->map, s->cap);
     concur__lock(&s->owner->lock);
@@ -5496,7 +5545,7 @@ CONCUR__PRIVATE void concur__pp_on_frame(concur_procpool *pp, concur__pworker *w
         t->out_seg = NULL;
         if (bytes) CONCUR_FREE(bytes);
         t->future->bytes_shared = 1;
-        t->future->nu.shared_seg = result_seg;
+        concur__store(&t->future->nu.shared_seg, (void *)result_seg, RELAXED);
         concur__store(&t->future->detail, 0, RELAXED);
         int rc = concur__future_complete(t->future, NULL, 0, result_seg->map, len, 0);
         CONCUR__CHECK(rc == 0);
@@ -5813,6 +5862,8 @@ CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
                 if (pp->workers[i].state != CONCUR__W_EMPTY) done = 0;
             if (!pp->stop_forced && pp->stop_deadline < deadline) deadline = pp->stop_deadline;
         }
+        int64_t trim_at = concur__segs_trim(pp->segs, now);
+        if (trim_at < deadline) deadline = trim_at;
         pp->driver_deadline = deadline;
         concur__unlock(&pp->lock);
 
@@ -5980,6 +6031,11 @@ CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *d
     if (!pp->crash_times || !pp->workers || !pp->kids || !pp->segs) goto fail;
     memset(pp->segs, 0, sizeof *pp->segs);
     pp->segs->refs = 1;
+    {
+        long open_max = sysconf(_SC_OPEN_MAX);
+        long live_max = open_max > 0 ? open_max / 4 : 256;
+        pp->segs->live_max = (int)(live_max < 32 ? 32 : live_max > 1024 ? 1024 : live_max);
+    }
     concur__store(&concur__future_seg_release, &concur__seg_release_bytes, RELEASE);
     memset(pp->crash_times, 0, scratch);
     memset(pp->workers, 0, (size_t)n * sizeof *pp->workers);
