@@ -3,11 +3,11 @@
    concur.h gives a C program what Python spreads over threading, concurrent.futures,
    multiprocessing and asyncio: sync primitives (mutex, semaphore, event, wait group,
    channel), futures that every engine completes, a work-stealing thread pool with
-   fork-join and parallel for, a stackful-coroutine I/O loop, and (as it lands) a
-   process pool. Every blocking call takes a timeout in seconds and is
-   context-aware: it parks whatever is running it (a thread sleeps, a pool worker runs
-   other tasks meanwhile, a coroutine lets its loop run the others), so helper code
-   written once works everywhere.
+   fork-join and parallel for, a stackful-coroutine I/O loop, and a process pool
+   that survives crashing and runaway tasks. Every blocking call takes a timeout in
+   seconds and is context-aware: it parks whatever is running it (a thread sleeps, a
+   pool worker runs other tasks meanwhile, a coroutine lets its loop run the others),
+   so helper code written once works everywhere.
 
    Quick start: copy this file into your project, and in exactly ONE .c file write
 
