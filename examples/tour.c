@@ -17,7 +17,9 @@
 
    Build and run (nothing but a C compiler needed):
        cc -O2 -pthread examples/tour.c -o tour && ./tour
-   It exits 0 when every step checked out. */
+   At the end it prints a table like the Python article's summary: per model, what it
+   is best for, the workload it ran here, and the sequential and concurrent times
+   measured in this run. It exits 0 when every step checked out. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,34 @@
 
 #define CONCUR_IMPLEMENTATION
 #include "../concur.h"
+
+/* The summary at the end: one row per model, with the times measured in this run
+   (seq < 0: no sequential counterpart). */
+typedef struct summary_row { const char *model, *best_for; char workload[64]; double seq, conc; } summary_row;
+static summary_row summary[8];
+static int summary_rows;
+
+static void add_row(const char *model, const char *best_for, const char *workload, double seq, double conc) {
+    summary_row *r = &summary[summary_rows++];
+    r->model = model;
+    r->best_for = best_for;
+    snprintf(r->workload, sizeof r->workload, "%s", workload);
+    r->seq = seq;
+    r->conc = conc;
+}
+
+static void print_summary(void) {
+    printf("\n%-16s %-26s %-40s %9s %9s %8s\n", "model", "best for", "workload (this run)", "seq", "concur",
+           "speed-up");
+    for (int i = 0; i < summary_rows; i++) {
+        summary_row *r = &summary[i];
+        if (r->seq > 0)
+            printf("%-16s %-26s %-40s %8.3fs %8.3fs %7.1fx\n", r->model, r->best_for, r->workload, r->seq, r->conc,
+                   r->seq / r->conc);
+        else
+            printf("%-16s %-26s %-40s %9s %8.3fs %8s\n", r->model, r->best_for, r->workload, "-", r->conc, "-");
+    }
+}
 
 /* ---- 1. channel pipeline ------------------------------------------------------- */
 
@@ -91,11 +121,12 @@ static int tour_pipeline(void) {
     double secs = concur_now() - t0;
     concur_chan_destroy(p.work);
 
-    long long expect_items = (long long)PRODUCERS * ITEMS_PER_PRODUCER;
+    long long expect_items = (long long)PRODUCERS * ITEMS_PER_PRODUCER, seq_steps = 0;
+    for (long n = 1; n <= expect_items; n++) seq_steps += collatz_steps(n);
     printf("1. channel pipeline   %d producers -> chan(1024) -> %d consumers: %lld items, "
            "%lld collatz steps, %.3f s (%.1f M items/s)\n",
            PRODUCERS, CONSUMERS, p.items, p.steps, secs, (double)p.items / secs / 1e6);
-    return p.items == expect_items ? 0 : 1;
+    return p.items == expect_items && p.steps == seq_steps ? 0 : 1;
 }
 
 /* ---- 2. semaphore limiting concurrency ----------------------------------------- */
@@ -133,6 +164,7 @@ static int tour_semaphore(void) {
     for (int i = 0; i < DOWNLOADS; i++) concur_thread_join(t[i], NULL);
     double secs = concur_now() - t0;
     concur_sem_destroy(&l.slots);
+    add_row("threads", "blocking I/O, bounded", "8 downloads of 20 ms, at most 3 at once", 0.020 * DOWNLOADS, secs);
     printf("2. semaphore limit    %d downloads of 20 ms, at most %d at once: max seen %d, "
            "%.3f s (>= %.3f s by design)\n",
            DOWNLOADS, PARALLEL, l.max_inside, secs, 0.020 * ((DOWNLOADS + PARALLEL - 1) / PARALLEL));
@@ -172,6 +204,7 @@ static int tour_futures(void) {
     concur_thread *t[JOBS];
     for (int i = 0; i < JOBS; i++) t[i] = concur_thread_create(run_job, &jobs[i]);
 
+    double t0 = concur_now();
     concur_as_completed *it = concur_as_completed_create(fs, JOBS);
     if (!it) return 1;
     int seen = 0, ok = 0, failed = 0, cancelled = 0;
@@ -184,6 +217,7 @@ static int tour_futures(void) {
         else { failed++; printf(" job%d:error(%s)", i, concur_strerror(rc)); }
     }
     printf("\n");
+    add_row("futures", "combining results", "6 jobs as completed, 1 fails, 1 cancelled", -1, concur_now() - t0);
     concur_as_completed_destroy(it);
     for (int i = 0; i < JOBS; i++) {
         concur_thread_join(t[i], NULL);
@@ -252,6 +286,7 @@ static int tour_pool(void) {
     double sum_p = concur_now() - t0;
     concur_future_release(f);
 
+    add_row("thread pool", "CPU work, no GIL", "fork-join sum over 2e7 doubles", sum_s, sum_p);
     printf("4. thread pool        %d workers: parallel for over %d doubles %.3f s (seq %.3f s, %.2fx); "
            "fork-join sum %.3f s (seq %.3f s, %.2fx)\n",
            concur_pool_threads(pool), N, fill_par, fill_seq, fill_seq / fill_par, sum_p, sum_s, sum_s / sum_p);
@@ -317,6 +352,77 @@ static void *echo_client(void *arg) {
     return NULL;
 }
 
+/* HTTP against a slow backend: each answer takes 20 ms. The same requests one after
+   another, then all at once; and one to a stalled path, given up at its timeout. */
+enum { REQUESTS = 50 };
+typedef struct web { int listen_fd, port, ok, timed_out; concur_co *server; double seq, conc; } web;
+
+static void *web_connection(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    char req[256];
+    ssize_t n = concur_recv(fd, req, sizeof req - 1, 0, 5.0);
+    if (n > 0) {
+        req[n] = 0;
+        concur_sleep(strncmp(req, "GET /stall", 10) == 0 ? 0.5 : 0.02);
+        static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        concur_send(fd, resp, sizeof resp - 1, 0, 5.0, NULL);
+    }
+    concur_close(fd);
+    return NULL;
+}
+
+static void *web_server(void *arg) {
+    web *w = (web *)arg;
+    int fd;
+    while ((fd = concur_accept(w->listen_fd, NULL, NULL, CONCUR_FOREVER)) >= 0) /* until cancelled */
+        concur_detach(concur_go(NULL, web_connection, (void *)(intptr_t)fd));
+    concur_close(w->listen_fd);
+    return NULL;
+}
+
+/* 0 for a 200 answer, else a negative code (-ETIMEDOUT when the server is too slow). */
+static int http_get(web *w, const char *path, double timeout) {
+    int fd = concur_tcp_dial("127.0.0.1", w->port, timeout);
+    if (fd < 0) return fd;
+    char buf[128];
+    int len = snprintf(buf, sizeof buf, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    int rc = (int)concur_send(fd, buf, (size_t)len, 0, timeout, NULL);
+    if (rc >= 0) {
+        ssize_t n = concur_recv(fd, buf, sizeof buf - 1, 0, timeout);
+        rc = n < 0 ? (int)n : n >= 12 && memcmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -EPROTO;
+    }
+    concur_close(fd);
+    return rc;
+}
+
+static void *web_client(void *arg) {
+    web *w = (web *)arg;
+    if (http_get(w, "/", 5.0) == 0) w->ok++;
+    return NULL;
+}
+
+static void *web_stalled(void *arg) {
+    web *w = (web *)arg;
+    w->timed_out = http_get(w, "/stall", 0.2) == -ETIMEDOUT;
+    return NULL;
+}
+
+static void *web_main(void *arg) {
+    web *w = (web *)arg;
+    double t0 = concur_now();
+    for (int i = 0; i < REQUESTS; i++)
+        if (http_get(w, "/", 5.0) == 0) w->ok++;
+    w->seq = concur_now() - t0;
+    concur_co *stalled = concur_go(NULL, web_stalled, w), *clients[REQUESTS];
+    t0 = concur_now();
+    for (int i = 0; i < REQUESTS; i++) clients[i] = concur_go(NULL, web_client, w);
+    for (int i = 0; i < REQUESTS; i++) concur_join(clients[i], CONCUR_FOREVER, NULL);
+    w->conc = concur_now() - t0;
+    concur_join(stalled, CONCUR_FOREVER, NULL);
+    concur_cancel(w->server); /* thread-safe too; here, from a sibling coroutine */
+    return NULL;
+}
+
 static int tour_loop(void) {
     concur_loop *loop = concur_loop_create(NULL);
     if (!loop) return 1;
@@ -333,11 +439,28 @@ static int tour_loop(void) {
     for (int i = 0; i < CLIENTS; i++) concur_detach(concur_go(loop, echo_client, &nt));
     concur_loop_run(loop);
     double echo = concur_now() - t0;
+
+    web w;
+    memset(&w, 0, sizeof w);
+    w.listen_fd = concur_tcp_listen("127.0.0.1", 0, 128);
+    if (w.listen_fd < 0) { concur_loop_destroy(loop); return 1; }
+    w.port = concur_tcp_local_port(w.listen_fd);
+    w.server = concur_go(loop, web_server, &w);
+    concur_detach(w.server);
+    concur_detach(concur_go(loop, web_main, &w));
+    concur_loop_run(loop);
     concur_loop_destroy(loop);
+    add_row("coroutine loop", "many connections, I/O", "50 HTTP requests, 20 ms each, 1 timeout", w.seq, w.conc);
     printf("5. coroutine loop     one thread: %d coroutines slept 50 ms each in %.3f s; "
            "%d TCP clients x %d echoes = %lld round trips in %.3f s (%.0f/s)\n",
            SLEEPERS, naps, CLIENTS, ROUND_TRIPS, nt.round_trips, echo, (double)nt.round_trips / echo);
-    return nt.errors == 0 && nt.round_trips == (long long)CLIENTS * ROUND_TRIPS && naps < 1.0 ? 0 : 1;
+    printf("                      %d HTTP requests to a 20 ms backend: one after another %.3f s, all at once "
+           "%.3f s; a stalled request %s at its 0.2 s timeout\n",
+           REQUESTS, w.seq, w.conc, w.timed_out ? "gave up" : "did NOT give up");
+    return nt.errors == 0 && nt.round_trips == (long long)CLIENTS * ROUND_TRIPS && naps < 1.0 &&
+                   w.ok == 2 * REQUESTS && w.timed_out
+               ? 0
+               : 1;
 }
 
 /* ---- 6. process pool ------------------------------------------------------------- */
@@ -387,6 +510,7 @@ static int tour_procpool(concur_procpool *pp) {
     int carried_on = concur_future_result(after, 30, NULL) == 0;
     concur_future_release(crash);
     concur_future_release(after);
+    add_row("process pool", "isolation, crashing code", "prime-count map, 8 tasks, 1 crash", seq, par);
     printf("6. process pool       %d workers: primes below %d in %d tasks %.3f s (seq %.3f s, %.2fx), %ld primes; "
            "a crashing task failed alone (signal %d), the next one ran\n",
            concur_procpool_workers(pp), RANGES * RANGE, RANGES, par, seq, seq / par, total, signo);
@@ -410,6 +534,7 @@ int main(void) {
     bad |= tour_loop();
     bad |= tour_procpool(pp);
     concur_procpool_destroy(pp);
+    print_summary();
     printf(bad ? "tour: a step FAILED its check\n" : "tour: every step checked out\n");
     return bad;
 }
