@@ -258,6 +258,30 @@ static void *sum_root(void *arg) {
     return NULL;
 }
 
+/* CPU-bound fork-join: total Collatz steps over a range, split in halves. */
+typedef struct steps_range { long lo, hi; long long steps; } steps_range;
+
+static void steps_task(void *arg) {
+    steps_range *r = (steps_range *)arg;
+    if (r->hi - r->lo <= 10000) {
+        for (long n = r->lo; n < r->hi; n++) r->steps += collatz_steps(n);
+        return;
+    }
+    long mid = r->lo + (r->hi - r->lo) / 2;
+    steps_range left = {r->lo, mid, 0}, right = {mid, r->hi, 0};
+    concur_group g;
+    concur_group_init(&g, NULL);
+    concur_spawn(&g, steps_task, &left);
+    steps_task(&right);
+    concur_group_wait(&g);
+    r->steps = left.steps + right.steps;
+}
+
+static void *steps_root(void *arg) {
+    steps_task(arg);
+    return NULL;
+}
+
 static void fill_body(int64_t lo, int64_t hi, void *ctx) {
     double *v = (double *)ctx;
     for (int64_t i = lo; i < hi; i++) v[i] = (double)(i % 1000) * 0.001;
@@ -286,15 +310,27 @@ static int tour_pool(void) {
     double sum_p = concur_now() - t0;
     concur_future_release(f);
 
-    add_row("thread pool", "CPU work, no GIL", "fork-join sum over 2e7 doubles", sum_s, sum_p);
+    enum { STEPS_N = 1500000 };
+    long long steps_seq = 0;
+    t0 = concur_now();
+    for (long n = 1; n < STEPS_N; n++) steps_seq += collatz_steps(n);
+    double steps_s = concur_now() - t0;
+    steps_range all = {1, STEPS_N, 0};
+    t0 = concur_now();
+    f = concur_pool_submit(pool, steps_root, &all);
+    concur_future_wait(f, CONCUR_FOREVER);
+    double steps_p = concur_now() - t0;
+    concur_future_release(f);
+    add_row("thread pool", "CPU work, no GIL", "fork-join Collatz steps over 1.5e6 ints", steps_s, steps_p);
     printf("4. thread pool        %d workers: parallel for over %d doubles %.3f s (seq %.3f s, %.2fx); "
-           "fork-join sum %.3f s (seq %.3f s, %.2fx)\n",
-           concur_pool_threads(pool), N, fill_par, fill_seq, fill_seq / fill_par, sum_p, sum_s, sum_s / sum_p);
+           "fork-join sum %.3f s (seq %.3f s, %.2fx); fork-join Collatz %.3f s (seq %.3f s, %.2fx)\n",
+           concur_pool_threads(pool), N, fill_par, fill_seq, fill_seq / fill_par, sum_p, sum_s, sum_s / sum_p, steps_p,
+           steps_s, steps_s / steps_p);
     concur_pool_destroy(pool);
     free(v);
     /* Sums of the same values in another order may differ in the last bits. */
     double rel = (root.sum - expect) / expect;
-    return rc == 0 && rel < 1e-9 && rel > -1e-9 ? 0 : 1;
+    return rc == 0 && rel < 1e-9 && rel > -1e-9 && all.steps == steps_seq ? 0 : 1;
 }
 
 
