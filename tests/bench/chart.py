@@ -2,6 +2,7 @@
 """Draws the benchmark results as an SVG chart, from concur-bench --json output.
 
 usage: chart.py RESULTS.jsonl OUT.svg
+       chart.py --markdown RESULTS.jsonl        prints the results as a Markdown table
        chart.py --check RESULTS.jsonl OUT.svg   fails when OUT.svg is not what
                                                RESULTS.jsonl gives (keeps the
                                                committed chart honest)
@@ -34,8 +35,8 @@ def ratios(rows):
     concur = {(r["workload"], r["threads"]): r for r in rows if r["impl"] == "concur"}
     out = []
     for r in rows:
-        if r["impl"] == "concur" or r["value"] <= 0:
-            continue
+        if r["impl"].startswith("concur") or r["value"] <= 0:
+            continue  # concur itself, and its own variants (concur-chunk1000)
         c = concur.get((r["workload"], r["threads"]))
         if c is None or c["value"] <= 0:
             continue
@@ -83,8 +84,29 @@ def svg(data):
     return "\n".join(out) + "\n"
 
 
+def markdown(rows):
+    key = {w: i for i, w in enumerate(ORDER)}
+    concur = {(r["workload"], r["threads"]): r for r in rows if r["impl"] == "concur"}
+    lines = ["| workload | impl | threads | value | unit | concur vs this |", "|---|---|---|---|---|---|"]
+    ordered = sorted(rows, key=lambda r: (key.get(r["workload"], len(ORDER)), r["threads"], r["impl"] != "concur"))
+    for r in ordered:
+        c = concur.get((r["workload"], r["threads"]))
+        rel = ""
+        if not r["impl"].startswith("concur") and c and c["value"] > 0 and r["value"] > 0:
+            lower = r["unit"] in LOWER_IS_BETTER or r["unit"] == "KiB"
+            ratio = r["value"] / c["value"] if lower else c["value"] / r["value"]
+            rel = f"{ratio:.3g} x faster" if ratio >= 1 else f"{1 / ratio:.3g} x slower"
+        v = r["value"]
+        shown = f"{v:.4g}" if abs(v) < 1e6 else f"{v / 1e6:.4g} M"
+        lines.append(f"| {r['workload']} | {r['impl']} | {r['threads']} | {shown} | {r['unit']} | {rel} |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--markdown":
+        sys.stdout.write(markdown(load(args[1])))
+        sys.exit(0)
     check = bool(args) and args[0] == "--check"
     if check:
         args = args[1:]
