@@ -30,7 +30,7 @@ typedef struct server { concur_loop *loop; concur_co *acceptor; int listen_fd, p
 /* Answers "GET /bytes/N" with N bytes of body. */
 static void *serve_connection(void *arg) {
     int fd = (int)(intptr_t)arg;
-    char req[512];
+    char req[512] = "";
     size_t got = 0;
     while (got < sizeof req - 1 && !strstr(req, "\r\n\r\n")) {
         ssize_t n = concur_recv(fd, req + got, sizeof req - 1 - got, 0, 5.0);
