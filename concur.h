@@ -108,8 +108,10 @@ extern "C" {
 /* Fault injection, for the library's own tests (define CONCUR_TESTING everywhere the
    header is included). concur_testing_fail_at(kind, n) makes the n-th call of that
    kind from now on fail (1: the next one; 0: none); concur_testing_calls counts the
-   calls so far. Allocations fail as ENOMEM, thread creations as EAGAIN. */
-enum { CONCUR_FAULT_MALLOC = 0, CONCUR_FAULT_THREAD = 1, CONCUR_FAULT_KINDS = 2 };
+   calls so far. Allocations fail as ENOMEM, thread creations as EAGAIN, and the
+   process pool's system calls in the program (fork as EAGAIN; socketpair and eventfd
+   as EMFILE) under CONCUR_FAULT_PROCESS. */
+enum { CONCUR_FAULT_MALLOC = 0, CONCUR_FAULT_THREAD = 1, CONCUR_FAULT_PROCESS = 2, CONCUR_FAULT_KINDS = 3 };
 CONCUR_API void concur_testing_fail_at(int kind, long nth);
 CONCUR_API long concur_testing_calls(int kind);
 #endif
@@ -5603,9 +5605,18 @@ CONCUR__PRIVATE int concur__pp_read(concur_procpool *pp, concur__pworker *w) {
     }
 }
 
+/* The process pool's system calls in the program, through the fault hook. */
+CONCUR__PRIVATE int concur__pp_socketpair(int type, int sv[2]) {
+    if (CONCUR__FAULT(CONCUR_FAULT_PROCESS)) {
+        errno = EMFILE;
+        return -1;
+    }
+    return socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv);
+}
+
 CONCUR__PRIVATE int concur__pp_spawn(concur_procpool *pp, concur__pworker *w) {
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    if (concur__pp_socketpair(SOCK_STREAM, sv) < 0) return -errno;
     concur__hmsg m;
     memset(&m, 0, sizeof m);
     m.op = CONCUR__H_SPAWN;
@@ -5962,7 +5973,7 @@ CONCUR__PRIVATE void concur__pp_free(concur_procpool *pp) {
         /* The helper exits when its channel closes, killing any worker it has. */
         concur__reap(pp->helper_pid, &st);
     }
-    for (int i = 0; i < pp->nworkers; i++) {
+    for (int i = 0; pp->workers && i < pp->nworkers; i++) {
         concur__pworker *w = &pp->workers[i];
         if (w->fd >= 0) close(w->fd);
         if (w->rx_fd >= 0) close(w->rx_fd);
@@ -6021,33 +6032,37 @@ CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *d
     /* One block for the crash ring and the driver's poll arrays. */
     size_t ring = d.max_restarts >= 0 ? (size_t)d.max_restarts + 1 : 0;
     size_t scratch = ring * sizeof(int64_t) + (size_t)(n + 2) * (sizeof(struct pollfd) + sizeof(int)) + (size_t)n + 16;
-    pp->crash_times = (int64_t *)concur__malloc(scratch);
-    pp->workers = (concur__pworker *)concur__malloc((size_t)n * sizeof *pp->workers);
-    pp->kids = (int64_t *)concur__malloc((size_t)n * sizeof *pp->kids);
     int err = ENOMEM, kill_with_parent = 0, pid = -1;
     int ctl[2];
     sigset_t all, old;
+    /* Each part is made usable for concur__pp_free as soon as it exists. */
+    pp->crash_times = (int64_t *)concur__malloc(scratch);
+    if (pp->crash_times) memset(pp->crash_times, 0, scratch);
+    pp->workers = (concur__pworker *)concur__malloc((size_t)n * sizeof *pp->workers);
+    if (pp->workers) {
+        memset(pp->workers, 0, (size_t)n * sizeof *pp->workers);
+        for (int i = 0; i < n; i++) {
+            concur__pworker *w = &pp->workers[i];
+            w->index = i;
+            w->fd = w->out_fd = w->rx_fd = -1;
+            w->deadline = w->kill_at = CONCUR__NEVER;
+        }
+    }
+    pp->kids = (int64_t *)concur__malloc((size_t)n * sizeof *pp->kids);
+    if (pp->kids) memset(pp->kids, 0, (size_t)n * sizeof *pp->kids);
     pp->segs = (concur__segs *)concur__malloc(sizeof *pp->segs);
-    if (!pp->crash_times || !pp->workers || !pp->kids || !pp->segs) goto fail;
-    memset(pp->segs, 0, sizeof *pp->segs);
-    pp->segs->refs = 1;
-    {
+    if (pp->segs) {
+        memset(pp->segs, 0, sizeof *pp->segs);
+        pp->segs->refs = 1;
         long open_max = sysconf(_SC_OPEN_MAX);
         long live_max = open_max > 0 ? open_max / 4 : 256;
         pp->segs->live_max = (int)(live_max < 32 ? 32 : live_max > 1024 ? 1024 : live_max);
     }
+    if (!pp->crash_times || !pp->workers || !pp->kids || !pp->segs) goto fail;
     concur__store(&concur__future_seg_release, &concur__seg_release_bytes, RELEASE);
-    memset(pp->crash_times, 0, scratch);
-    memset(pp->workers, 0, (size_t)n * sizeof *pp->workers);
-    memset(pp->kids, 0, (size_t)n * sizeof *pp->kids);
-    for (int i = 0; i < n; i++) {
-        concur__pworker *w = &pp->workers[i];
-        w->index = i;
-        w->fd = w->out_fd = w->rx_fd = -1;
-        w->deadline = w->kill_at = CONCUR__NEVER;
-    }
 #ifdef __linux__
-    pp->wake_rd = pp->wake_wr = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pp->wake_rd = pp->wake_wr = CONCUR__FAULT(CONCUR_FAULT_PROCESS) ? (errno = EMFILE, -1)
+                                                                     : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (pp->wake_rd < 0) { err = errno; goto fail; }
 #else
     {
@@ -6061,7 +6076,7 @@ CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *d
         }
     }
 #endif
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) { err = errno; goto fail; }
+    if (concur__pp_socketpair(SOCK_SEQPACKET, ctl) < 0) { err = errno; goto fail; }
     /* Output still buffered in stdio would be written again by every worker's copy. */
     fflush(NULL);
 #ifdef __linux__
@@ -6071,7 +6086,7 @@ CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *d
 #endif
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid = (int)fork();
+    pid = CONCUR__FAULT(CONCUR_FAULT_PROCESS) ? (errno = EAGAIN, -1) : (int)fork();
     if (pid == 0) {
         close(ctl[0]);
         concur__helper_main(pp, ctl[1], kill_with_parent);

@@ -10,6 +10,7 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <sys/wait.h>
 #include <time.h>
 
 static long swept;
@@ -193,6 +194,82 @@ static int scenario_group_from_outside(void) {
     return failed;
 }
 
+#ifndef CONCUR_NO_PROCESS
+/* ---- the process pool ---- */
+
+static int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.' && atoi(de->d_name) < 512) n++; /* valgrind's own fds sit higher */
+    closedir(d);
+    return n;
+}
+
+static int no_child_left(void) {
+    int st;
+    errno = 0;
+    return waitpid(-1, &st, WNOHANG) == -1 && errno == ECHILD;
+}
+
+static int square_task(const void *in, size_t len, concur_proc_out *out) {
+    int64_t x;
+    if (len != sizeof x) return -EINVAL;
+    memcpy(&x, in, sizeof x);
+    x *= x;
+    return concur_proc_write(out, &x, sizeof x);
+}
+
+/* Small payloads only: a big one whose shared segment cannot be made goes through
+   the socket instead, which is a fallback, not an error the caller could see. A
+   failure on the pool's own thread (a result buffer) loses that worker, so its task
+   fails with CONCUR_EWORKERDIED and a replacement comes. */
+static int scenario_procpool(void) {
+    int fds_before = count_fds();
+    errno = 0;
+    concur_procpool *pp = concur_procpool_create(&(concur_procpool_desc){.workers = 2});
+    if (!pp) {
+        CHECK(errno == ENOMEM || errno == EAGAIN || errno == EMFILE);
+        CHECK_EQ(threads_settle(base_threads), base_threads);
+        CHECK_EQ(count_fds(), fds_before);
+        CHECK(no_child_left());
+        return 1;
+    }
+    int failed = 0;
+    int64_t x = 9, in[3] = {1, 2, 3}, out[3] = {0, 0, 0};
+    concur_future *f = concur_procpool_submit(pp, square_task, &x, sizeof x);
+    if (!f) {
+        CHECK_EQ(errno, ENOMEM);
+        failed = 1;
+    } else {
+        int rc = concur_future_result(f, 30, NULL);
+        size_t len = 0;
+        const int64_t *v = (const int64_t *)concur_future_bytes(f, &len);
+        if (rc) {
+            CHECK(rc == -ENOMEM || rc == CONCUR_EWORKERDIED);
+            failed = 1;
+        } else {
+            CHECK(v && len == sizeof *v && *v == 81);
+        }
+        concur_future_release(f);
+    }
+    int rc = concur_procpool_map(pp, square_task, in, 3, sizeof in[0], out, sizeof out[0], 1, 30);
+    if (rc) {
+        CHECK(rc == -ENOMEM || rc == CONCUR_EWORKERDIED);
+        failed = 1;
+    } else {
+        CHECK(out[0] == 1 && out[1] == 4 && out[2] == 9);
+    }
+    CHECK_EQ(concur_procpool_destroy(pp), 0);
+    CHECK_EQ(threads_settle(base_threads), base_threads);
+    CHECK_EQ(count_fds(), fds_before);
+    CHECK(no_child_left());
+    return failed;
+}
+#endif
+
 int main(void) {
     test_begin(240);
     base_threads = threads_now();
@@ -204,6 +281,11 @@ int main(void) {
     sweep("pool create+submit (malloc)", CONCUR_FAULT_MALLOC, scenario_pool);
     sweep("pool create (thread)", CONCUR_FAULT_THREAD, scenario_pool);
     sweep("group spawn from outside", CONCUR_FAULT_MALLOC, scenario_group_from_outside);
+#ifndef CONCUR_NO_PROCESS
+    sweep("procpool create/submit/map (malloc)", CONCUR_FAULT_MALLOC, scenario_procpool);
+    sweep("procpool create (thread)", CONCUR_FAULT_THREAD, scenario_procpool);
+    sweep("procpool create (fork, sockets)", CONCUR_FAULT_PROCESS, scenario_procpool);
+#endif
     printf("fault injection: %ld failure points swept\n", swept);
     return test_end();
 }
