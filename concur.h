@@ -4980,8 +4980,10 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
 
 CONCUR__PRIVATE void concur__close_fds_except(int keep) {
 #if defined(__linux__) && defined(SYS_close_range)
-    if (syscall(SYS_close_range, 3u, (unsigned)keep - 1u, 0u) == 0 &&
-        syscall(SYS_close_range, (unsigned)keep + 1u, ~0u, 0u) == 0)
+    /* keep may be below 3 when the program runs with stdio closed. */
+    unsigned above = keep + 1 < 3 ? 3u : (unsigned)keep + 1u;
+    if ((keep <= 3 || syscall(SYS_close_range, 3u, (unsigned)keep - 1u, 0u) == 0) &&
+        syscall(SYS_close_range, above, ~0u, 0u) == 0)
         return;
 #endif
     long max = sysconf(_SC_OPEN_MAX);

@@ -540,6 +540,39 @@ static void test_parent_killed_leaves_nothing(void) {
     CHECK_EQ(WEXITSTATUS(st), 0);
 }
 
+static int stdio_open_fn(const void *in, size_t len, concur_proc_out *out) {
+    (void)in;
+    (void)len;
+    int open_ = fcntl(1, F_GETFD) != -1 && fcntl(2, F_GETFD) != -1;
+    return concur_proc_write(out, &open_, sizeof open_);
+}
+
+/* A daemon may run with stdin closed: the pool's own sockets then get low fd
+   numbers, and the workers must still keep stdout and stderr. */
+static void test_stdin_closed(void) {
+    const char *cfg = getenv("CONCUR_TEST_CONFIG");
+    if (cfg && strcmp(cfg, "tsan") == 0) return; /* TSan cannot start threads in a forked child */
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        close(0);
+        concur_procpool *pp = concur_procpool_create(&(concur_procpool_desc){.workers = 1});
+        if (!pp) _exit(2);
+        concur_future *f = concur_procpool_submit(pp, stdio_open_fn, NULL, 0);
+        size_t len = 0;
+        const int *r = concur_future_wait(f, 30) == 0 ? (const int *)concur_future_bytes(f, &len) : NULL;
+        int ok = r && len == sizeof *r && *r == 1;
+        concur_future_release(f);
+        concur_procpool_destroy(pp);
+        _exit(ok ? 0 : 3);
+    }
+    int st;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+    CHECK(WIFEXITED(st));
+    CHECK_EQ(WEXITSTATUS(st), 0);
+}
+
 static volatile sig_atomic_t got_sigint;
 static void on_sigint(int sig) {
     (void)sig;
@@ -687,6 +720,7 @@ int main(void) {
     RUN(test_await_from_coroutine);
     RUN(test_signals_left_alone);
     RUN(test_parent_killed_leaves_nothing);
+    RUN(test_stdin_closed);
     RUN(test_bad_input);
     RUN(test_no_leftovers);
     return test_end();
