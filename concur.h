@@ -792,6 +792,27 @@ CONCUR__PRIVATE struct timespec concur__timespec(int64_t ns) {
     return ts;
 }
 
+/* A poll(2) timeout for a deadline: -1 for never, 0 once passed, else milliseconds
+   rounded up (waking early would only spin until the deadline). */
+CONCUR__PRIVATE int concur__poll_ms(int64_t deadline) {
+    if (deadline == CONCUR__NEVER) return -1;
+    int64_t left = deadline - concur__now_ns();
+    if (left <= 0) return 0;
+    int64_t ms = (left + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+CONCUR__PRIVATE size_t concur__page_size(void) {
+    static size_t page; /* every thread computes the same value: racing is harmless */
+    size_t got = concur__load(&page, RELAXED);
+    if (!got) {
+        long p = sysconf(_SC_PAGESIZE);
+        got = p > 0 ? (size_t)p : 4096;
+        concur__store(&page, got, RELAXED);
+    }
+    return got;
+}
+
 /* Thread parking on an address: wait while *addr == expected, until woken or the
    deadline passes. Spurious returns are allowed; callers loop on their own condition.
    Linux uses the futex directly; elsewhere (or with CONCUR_NO_FUTEX) a hashed table of
@@ -3073,15 +3094,6 @@ struct concur__stack {
     unsigned vg_id;
 };
 
-CONCUR__PRIVATE size_t concur__page_size(void) {
-    static size_t page;
-    if (!page) {
-        long p = sysconf(_SC_PAGESIZE);
-        page = p > 0 ? (size_t)p : 4096;
-    }
-    return page;
-}
-
 #ifndef MADV_GUARD_INSTALL
 #  define MADV_GUARD_INSTALL 102
 #endif
@@ -3308,17 +3320,47 @@ CONCUR__PRIVATE void concur__loop_unpark(concur__sched *self, void *task) {
     else concur__remote_push(L, co);
 }
 
-CONCUR__PRIVATE void concur__co_suspend(concur_loop *L, concur_co *co) {
+/* Every switch goes through these two, which tell ASan and TSan about the change of
+   stack. asan_save is where ASan keeps the fake stack of the side that leaves (NULL
+   for a coroutine that has finished and never comes back). */
 #ifdef CONCUR__ASAN
-    __sanitizer_start_switch_fiber(&co->asan_fake, L->main_bottom, L->main_size);
+#  define CONCUR__ASAN_SAVE(owner) (&(owner)->asan_fake)
+#else
+#  define CONCUR__ASAN_SAVE(owner) NULL
+#endif
+
+CONCUR__HOT void concur__swap_to_co(concur__ctx *from, void **asan_save, concur_co *to) {
+#ifdef CONCUR__ASAN
+    __sanitizer_start_switch_fiber(asan_save, concur__stack_lo(to->stack), to->stack->size);
+#endif
+#ifdef CONCUR__TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    concur__ctx_swap(from, &to->ctx);
+#ifdef CONCUR__ASAN
+    __sanitizer_finish_switch_fiber(*asan_save, NULL, NULL);
+#else
+    (void)asan_save;
+#endif
+}
+
+CONCUR__HOT void concur__swap_to_loop(concur_loop *L, concur__ctx *from, void **asan_save) {
+#ifdef CONCUR__ASAN
+    __sanitizer_start_switch_fiber(asan_save, L->main_bottom, L->main_size);
 #endif
 #ifdef CONCUR__TSAN
     __tsan_switch_to_fiber(L->tsan_main, 0);
 #endif
-    concur__ctx_swap(&co->ctx, &L->main_ctx);
+    concur__ctx_swap(from, &L->main_ctx);
 #ifdef CONCUR__ASAN
-    __sanitizer_finish_switch_fiber(co->asan_fake, NULL, NULL);
+    if (asan_save) __sanitizer_finish_switch_fiber(*asan_save, NULL, NULL);
+#else
+    (void)asan_save;
 #endif
+}
+
+CONCUR__PRIVATE void concur__co_suspend(concur_loop *L, concur_co *co) {
+    concur__swap_to_loop(L, &co->ctx, CONCUR__ASAN_SAVE(co));
 }
 
 /* Straight from one coroutine to another that is ready, without the loop in between:
@@ -3328,16 +3370,7 @@ CONCUR__PRIVATE void concur__co_switch(concur_loop *L, concur_co *from, concur_c
     L->current = to;
     concur__cur_task = to;
     to->state = CONCUR__CO_RUNNING;
-#ifdef CONCUR__ASAN
-    __sanitizer_start_switch_fiber(&from->asan_fake, concur__stack_lo(to->stack), to->stack->size);
-#endif
-#ifdef CONCUR__TSAN
-    __tsan_switch_to_fiber(to->tsan_fiber, 0);
-#endif
-    concur__ctx_swap(&from->ctx, &to->ctx);
-#ifdef CONCUR__ASAN
-    __sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
-#endif
+    concur__swap_to_co(&from->ctx, CONCUR__ASAN_SAVE(from), to);
 }
 
 /* The running coroutine gives up the CPU (it has parked, or queued itself). The loop
@@ -3410,13 +3443,7 @@ CONCUR__PRIVATE void concur__co_main(void) {
 #endif
     co->result = co->fn(co->arg);
     co->state = CONCUR__CO_DONE;
-#ifdef CONCUR__ASAN
-    __sanitizer_start_switch_fiber(NULL, L->main_bottom, L->main_size);
-#endif
-#ifdef CONCUR__TSAN
-    __tsan_switch_to_fiber(L->tsan_main, 0);
-#endif
-    concur__ctx_swap(&co->ctx, &L->main_ctx);
+    concur__swap_to_loop(L, &co->ctx, NULL);
     CONCUR_ASSERT(!"concur: a finished coroutine was resumed");
 }
 
@@ -3486,16 +3513,7 @@ CONCUR__PRIVATE void concur__co_resume(concur_loop *L, concur_co *co) {
     concur__cur_task = co;
     L->current = co;
     co->state = CONCUR__CO_RUNNING;
-#ifdef CONCUR__ASAN
-    __sanitizer_start_switch_fiber(&L->asan_fake, concur__stack_lo(co->stack), co->stack->size);
-#endif
-#ifdef CONCUR__TSAN
-    __tsan_switch_to_fiber(co->tsan_fiber, 0);
-#endif
-    concur__ctx_swap(&L->main_ctx, &co->ctx);
-#ifdef CONCUR__ASAN
-    __sanitizer_finish_switch_fiber(L->asan_fake, NULL, NULL);
-#endif
+    concur__swap_to_co(&L->main_ctx, CONCUR__ASAN_SAVE(L), co);
     /* Not necessarily co: it may have handed over directly to others since. */
     concur_co *back = L->current;
     L->current = NULL;
@@ -3597,11 +3615,7 @@ CONCUR__PRIVATE void concur__drain_wake(concur_loop *L) {
 CONCUR__PRIVATE int concur__poll_timeout_ms(concur_loop *L) {
     if (L->ready_head) return 0;
     if (!L->heap_len) return -1;
-    int64_t left = L->heap[0]->deadline - concur__now_ns();
-    if (left <= 0) return 0;
-    /* Round up: waking early would only spin until the deadline. */
-    int64_t ms = (left + 999999) / 1000000;
-    return ms > INT_MAX ? INT_MAX : (int)ms;
+    return concur__poll_ms(L->heap[0]->deadline);
 }
 
 CONCUR__PRIVATE void concur__poll_io(concur_loop *L) {
@@ -4042,13 +4056,8 @@ CONCUR__PRIVATE int concur__io_enter(concur_loop *L, int fd) {
 /* Thread path: poll with the remaining time, surviving EINTR. */
 CONCUR__PRIVATE int concur__thread_wait_fd(int fd, int events, int64_t deadline) {
     for (;;) {
-        int ms = -1;
-        if (deadline != CONCUR__NEVER) {
-            int64_t left = deadline - concur__now_ns();
-            if (left <= 0) return -ETIMEDOUT;
-            int64_t m = (left + 999999) / 1000000;
-            ms = m > INT_MAX ? INT_MAX : (int)m;
-        }
+        int ms = concur__poll_ms(deadline);
+        if (ms == 0) return -ETIMEDOUT;
         struct pollfd p;
         p.fd = fd;
         p.events = (short)(((events & CONCUR_READABLE) ? POLLIN : 0) |
@@ -4651,13 +4660,8 @@ struct concur_proc_out {
 #define CONCUR__PP_THRESHOLD_DEFAULT ((size_t)64 * 1024)
 #define CONCUR__PP_WAIT_SPIN_US 100
 
-CONCUR__PRIVATE size_t concur__pp_page(void) {
-    long p = sysconf(_SC_PAGESIZE);
-    return p > 0 ? (size_t)p : 4096;
-}
-
 CONCUR__PRIVATE size_t concur__pp_round(size_t n) {
-    size_t pg = concur__pp_page();
+    size_t pg = concur__page_size();
     return (n + pg - 1) / pg * pg;
 }
 
@@ -4884,14 +4888,14 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
     wp.fd = fd;
     wp.threshold = pp->desc.shm_threshold;
     wp.seg_fd = -1;
-    wp.arena_fd = concur__memfd(concur__pp_page());
+    wp.arena_fd = concur__memfd(concur__page_size());
     if (wp.arena_fd >= 0) {
-        wp.arena = (unsigned char *)concur__map_shared(wp.arena_fd, concur__pp_page(), PROT_READ | PROT_WRITE, 0);
+        wp.arena = (unsigned char *)concur__map_shared(wp.arena_fd, concur__page_size(), PROT_READ | PROT_WRITE, 0);
         if (!wp.arena) {
             close(wp.arena_fd);
             wp.arena_fd = -1;
         } else {
-            wp.arena_cap = concur__pp_page();
+            wp.arena_cap = concur__page_size();
         }
     }
     concur__pframe h;
@@ -5793,13 +5797,6 @@ CONCUR__PRIVATE void concur__pp_on_helper(concur_procpool *pp) {
     }
 }
 
-CONCUR__PRIVATE int concur__pp_poll_ms(int64_t deadline) {
-    if (deadline == CONCUR__NEVER) return -1;
-    int64_t left = deadline - concur__now_ns();
-    if (left <= 0) return 0;
-    return left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);
-}
-
 CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
     concur_procpool *pp = (concur_procpool *)arg;
     int n = pp->nworkers;
@@ -5933,7 +5930,7 @@ CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
             pfd[nfd].events = POLLIN;
             who[nfd++] = i;
         }
-        int ready = poll(pfd, (nfds_t)nfd, concur__pp_poll_ms(deadline));
+        int ready = poll(pfd, (nfds_t)nfd, concur__poll_ms(deadline));
         if (ready <= 0) continue;
         for (int k = 0; k < nfd; k++) {
             if (!pfd[k].revents) continue;

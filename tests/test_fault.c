@@ -197,17 +197,6 @@ static int scenario_group_from_outside(void) {
 #ifndef CONCUR_NO_PROCESS
 /* ---- the process pool ---- */
 
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.' && atoi(de->d_name) < 512) n++; /* valgrind's own fds sit higher */
-    closedir(d);
-    return n;
-}
-
 static int no_child_left(void) {
     int st;
     errno = 0;
@@ -227,13 +216,13 @@ static int square_task(const void *in, size_t len, concur_proc_out *out) {
    failure on the pool's own thread (a result buffer) loses that worker, so its task
    fails with CONCUR_EWORKERDIED and a replacement comes. */
 static int scenario_procpool(void) {
-    int fds_before = count_fds();
+    int fds_before = test_count_fds();
     errno = 0;
     concur_procpool *pp = concur_procpool_create(&(concur_procpool_desc){.workers = 2});
     if (!pp) {
         CHECK(errno == ENOMEM || errno == EAGAIN || errno == EMFILE);
         CHECK_EQ(threads_settle(base_threads), base_threads);
-        CHECK_EQ(count_fds(), fds_before);
+        CHECK_EQ(test_count_fds(), fds_before);
         CHECK(no_child_left());
         return 1;
     }
@@ -264,7 +253,7 @@ static int scenario_procpool(void) {
     }
     CHECK_EQ(concur_procpool_destroy(pp), 0);
     CHECK_EQ(threads_settle(base_threads), base_threads);
-    CHECK_EQ(count_fds(), fds_before);
+    CHECK_EQ(test_count_fds(), fds_before);
     CHECK(no_child_left());
     return failed;
 }

@@ -399,11 +399,12 @@ static void test_shutdown_bounded(void) {
     REQUIRE(pp != NULL);
     concur_future *a = submit_cmd(pp, DIE_HANG, 0), *b = submit_cmd(pp, DIE_HANG, 0);
     concur_future *queued = submit_cmd(pp, 0, 0);
-    /* Make sure both hang tasks are running before the clock starts. */
+    /* Without the bound this shutdown would wait forever (the tasks never end), so a
+       generous ceiling still tells "bounded" from "not". */
     double t0 = concur_now();
     CHECK_EQ(concur_procpool_shutdown(pp, 0, 0.3), 0);
     double took = test_since(t0);
-    CHECK(took < 0.3 + 0.2 + 2.0);
+    CHECK(took < 0.3 + 0.2 + 20.0);
     CHECK_EQ(concur_future_error(a), CONCUR_ESHUTDOWN);
     CHECK_EQ(concur_future_error(b), CONCUR_ESHUTDOWN);
     CHECK_EQ(concur_future_error(queued), CONCUR_ESHUTDOWN);
@@ -437,18 +438,6 @@ static void test_shutdown_bounded(void) {
     CHECK_EQ(concur_procpool_destroy(pp), 0);
 }
 
-static int count_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *de;
-    /* valgrind keeps its own fds near the top of the limit: count the program's. */
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.' && atoi(de->d_name) < 512) n++;
-    closedir(d);
-    return n;
-}
-
 static int fd_open_fn(const void *in, size_t len, concur_proc_out *out) {
     int fd;
     if (len != sizeof fd) return -EINVAL;
@@ -457,20 +446,20 @@ static int fd_open_fn(const void *in, size_t len, concur_proc_out *out) {
        pipe itself. */
     struct stat st;
     int open_ = fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
-    int total = count_fds();
+    int total = test_count_fds();
     int r[2] = {open_, total};
     return concur_proc_write(out, r, sizeof r);
 }
 
 static void test_no_leftovers(void) {
-    int base_fds = count_fds();
+    int base_fds = test_count_fds();
     int rounds = quick() ? 5 : 50;
     for (int i = 0; i < rounds; i++) {
         concur_procpool *pp = new_pool(2);
         if (i % 10 == 0) CHECK(run_pid(pp) > 0);
         CHECK_EQ(concur_procpool_destroy(pp), 0);
     }
-    CHECK_EQ(count_fds(), base_fds);
+    CHECK_EQ(test_count_fds(), base_fds);
     int st;
     errno = 0;
     CHECK_EQ(waitpid(-1, &st, WNOHANG), -1); /* no child left, not even a zombie */

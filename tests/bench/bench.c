@@ -302,17 +302,23 @@ static double run_submit_tbb(void *arg) {
 }
 #endif
 
-static double run_submit_python(void *arg) {
-    submit_cfg *c = (submit_cfg *)arg;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "python3 '%s/py_executor.py' submit %ld %d 2>/dev/null", BENCH_SOURCE_DIR,
-             c->tasks, c->threads);
+/* Runs a peer's command (a Python script) and reads the one number it prints; < 0
+   when it could not run. */
+double run_peer_command(const char *cmd) {
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     double s = -1;
     if (fscanf(p, "%lf", &s) != 1) s = -1;
     int status = pclose(p);
     return status == 0 ? s : -1;
+}
+
+static double run_submit_python(void *arg) {
+    submit_cfg *c = (submit_cfg *)arg;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "python3 '%s/py_executor.py' submit %ld %d 2>/dev/null", BENCH_SOURCE_DIR,
+             c->tasks, c->threads);
+    return run_peer_command(cmd);
 }
 
 static void w2(void) {

@@ -12,6 +12,7 @@ extern int opt_json, opt_quick, opt_runs;
 void report(const char *workload, const char *impl, int threads, double value, const char *unit,
             const char *note);
 double median_of(double (*fn)(void *), void *arg);
+double run_peer_command(const char *cmd);
 void w4(void);
 void w5(void);
 void w6(void);

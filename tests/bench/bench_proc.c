@@ -306,12 +306,7 @@ static double run_python(void *arg) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "python3 '%s/py_procpool.py' %s %ld %ld 2>/dev/null", BENCH_SOURCE_DIR, c->mode,
              c->a, c->b);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    double s = -1;
-    if (fscanf(p, "%lf", &s) != 1) s = -1;
-    int status = pclose(p);
-    return status == 0 ? s : -1;
+    return run_peer_command(cmd);
 }
 
 static void report_python(const char *wl, const char *impl, py_cfg *py, double scale, const char *unit,
