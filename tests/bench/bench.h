@@ -22,7 +22,7 @@ void w9(void);
 
 /* Peers in C++ (bench_boost.cpp): seconds for the run, < 0 when it failed. */
 double boost_switch(long n);
-double boost_spawn(long n, long window);
+double boost_spawn(long n, long window, int reuse_stacks);
 
 /* Each returns seconds for one run, or < 0 when the run failed. */
 double tbb_fib(int n, int threads, long *result);

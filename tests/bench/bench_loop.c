@@ -180,7 +180,7 @@ static double run_spawn_ucontext(void *arg) {
 }
 
 #ifdef HAVE_BOOST
-static double run_spawn_boost(void *arg) { (void)arg; return boost_spawn(w5_total, w5_window); }
+static double run_spawn_boost(void *arg) { return boost_spawn(w5_total, w5_window, arg != NULL); }
 #endif
 
 static long rss_kib(void) {
@@ -226,6 +226,9 @@ void w5(void) {
     double b = median_of(run_spawn_boost, NULL) * 1e9;
     snprintf(note, sizeof note, "malloc'd 64 KiB stacks, no guard; concur/boost = %.2fx", c / b);
     report("W5", "boost", 1, b, "ns", note);
+    double br = median_of(run_spawn_boost, (void *)1) * 1e9;
+    snprintf(note, sizeof note, "raw switches, stacks preallocated, no guard; concur/this = %.2fx", c / br);
+    report("W5", "boost-prealloc", 1, br, "ns", note);
 #endif
     /* Resident memory per live coroutine: w5_window coroutines parked on an event. */
     concur_loop *L = concur_loop_create(NULL);
