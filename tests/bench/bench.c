@@ -65,6 +65,43 @@ double median_of(double (*fn)(void *), void *arg) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* ---- W4's bare switch ----
+   concur's context switch with no scheduler around it, as Boost's fcontext is
+   measured: two contexts on mmap'd stacks switch to each other. Lives here because
+   only this file compiles the implementation, whose switch is private. */
+#ifndef CONCUR_CORO_UCONTEXT
+static concur__ctx raw_main, raw_ctx[2];
+static long raw_rounds;
+static int raw_started;
+
+static void raw_pingpong(void) {
+    /* Both contexts run this function, so each switch returns to the call site the
+       return-stack predictor expects, as with two coroutines running the same code. */
+    int me = raw_started++;
+    for (long i = 0; i < raw_rounds; i++) concur__ctx_swap(&raw_ctx[me], &raw_ctx[!me]);
+    concur__ctx_swap(&raw_ctx[me], &raw_main);
+}
+
+double bench_raw_switch(long rounds) {
+    concur__stack *a = concur__stack_new(64 * 1024), *b = concur__stack_new(64 * 1024);
+    double t = -1;
+    if (a && b) {
+        raw_rounds = rounds;
+        raw_started = 0;
+        concur__ctx_make(&raw_ctx[0], concur__stack_lo(a), a->size, raw_pingpong);
+        concur__ctx_make(&raw_ctx[1], concur__stack_lo(b), b->size, raw_pingpong);
+        double t0 = concur_now();
+        concur__ctx_swap(&raw_main, &raw_ctx[0]);
+        t = (concur_now() - t0) / (2.0 * (double)rounds);
+    }
+    if (a) concur__stack_free(a);
+    if (b) concur__stack_free(b);
+    return t;
+}
+#else
+double bench_raw_switch(long rounds) { (void)rounds; return -1; }
+#endif
+
 /* ---- W1 fib ---- */
 
 typedef struct fib_cfg { int n; int threads; concur_pool *pool; long expect; } fib_cfg;

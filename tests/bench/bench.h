@@ -13,6 +13,7 @@ void report(const char *workload, const char *impl, int threads, double value, c
             const char *note);
 double median_of(double (*fn)(void *), void *arg);
 double run_peer_command(const char *cmd);
+double bench_raw_switch(long rounds);
 void w4(void);
 void w5(void);
 void w6(void);

@@ -52,6 +52,8 @@ static double run_switch_concur(void *arg) {
     return t / (2.0 * (double)w4_rounds); /* every yield is one switch */
 }
 
+static double run_switch_raw(void *arg) { (void)arg; return bench_raw_switch(w4_rounds); }
+
 static ucontext_t uc_main, uc_a, uc_b;
 static void uc_ping(void) { for (long i = 0; i < w4_rounds; i++) swapcontext(&uc_a, &uc_b); }
 static void uc_pong(void) {
@@ -89,13 +91,15 @@ void w4(void) {
     w4_rounds = opt_quick ? 100000 : 10000000;
     double c = median_of(run_switch_concur, NULL) * 1e9;
     report("W4", "concur", 1, c, "ns", "per switch (yield); saves MXCSR/x87 CW too");
+    double raw = median_of(run_switch_raw, NULL) * 1e9; /* < 0: the ucontext build */
+    if (raw > 0) report("W4", "concur-bare", 1, raw, "ns", "the same switch without the scheduler");
     double u = median_of(run_switch_ucontext, NULL) * 1e9;
     char note[128];
     snprintf(note, sizeof note, "concur is %.1fx faster", u / c);
     report("W4", "ucontext", 1, u, "ns", note);
 #ifdef HAVE_BOOST
     double b = median_of(run_switch_boost, NULL) * 1e9;
-    snprintf(note, sizeof note, "concur/boost = %.2fx", c / b);
+    snprintf(note, sizeof note, "concur/boost = %.2fx, bare switch %.2fx", c / b, raw / b);
     report("W4", "boost", 1, b, "ns", note);
 #else
     printf("W4     boost            skipped (libboost-context-dev not found at build time)\n");
