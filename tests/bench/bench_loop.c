@@ -391,13 +391,54 @@ static int listen_any(int *port) {
     return fd;
 }
 
-typedef struct server_run { const char *impl; int http; pid_t pid; int port; } server_run;
+/* nginx as W7's reference server: one worker (inherits the CPU 0 pinning), no access
+   log, the same 13-byte body from a `return`. Runs in the foreground in a private
+   prefix under /tmp, so SIGTERM to this pid stops it. */
+static const char *nginx_path(void) {
+    static const char *paths[] = {"/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (access(paths[i], X_OK) == 0) return paths[i];
+    return NULL;
+}
+
+static int nginx_exec(int port, const char *dir) {
+    const char *bin = nginx_path();
+    if (!bin) return 127;
+    char conf[256];
+    snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
+    FILE *f = fopen(conf, "w");
+    if (!f) return 127;
+    fprintf(f,
+            "worker_processes 1;\ndaemon off;\npid %s/nginx.pid;\nerror_log stderr crit;\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n  access_log off;\n  default_type text/plain;\n"
+            "  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;\n"
+            "  uwsgi_temp_path %s; scgi_temp_path %s;\n"
+            "  server { listen 127.0.0.1:%d; location / { return 200 \"Hello, World!\"; } }\n}\n",
+            dir, dir, dir, dir, dir, dir, port);
+    fclose(f);
+    execl(bin, "nginx", "-p", dir, "-c", conf, "-e", "stderr", (char *)NULL);
+    return 127;
+}
+
+typedef struct server_run {
+    const char *impl;
+    int http;
+    pid_t pid;
+    int port;
+    char dir[64]; /* nginx's prefix, removed when it stops */
+} server_run;
 
 /* Starts the server `impl` in a child on CPU 0; 0 when it accepts connections. */
 static int server_start(server_run *s) {
     int lfd = listen_any(&s->port);
     if (lfd < 0) return -1;
-    if (strcmp(s->impl, "asyncio") == 0) close(lfd); /* python binds the port itself */
+    int binds_itself = strcmp(s->impl, "asyncio") == 0 || strcmp(s->impl, "nginx") == 0;
+    if (binds_itself) close(lfd);
+    if (strcmp(s->impl, "nginx") == 0) {
+        snprintf(s->dir, sizeof s->dir, "/tmp/concur-bench-nginx-XXXXXX");
+        if (!mkdtemp(s->dir)) return -1;
+    }
     s->pid = fork();
     if (s->pid < 0) return -1;
     if (s->pid == 0) {
@@ -407,6 +448,7 @@ static int server_start(server_run *s) {
 #ifdef HAVE_UV
         if (strcmp(s->impl, "libuv") == 0) _exit(s->http ? uv_http_server(lfd) : uv_echo_server(lfd));
 #endif
+        if (strcmp(s->impl, "nginx") == 0) _exit(nginx_exec(s->port, s->dir));
         if (strcmp(s->impl, "asyncio") == 0) {
             char port[16];
             snprintf(port, sizeof port, "%d", s->port);
@@ -417,8 +459,8 @@ static int server_start(server_run *s) {
         }
         _exit(127);
     }
-    if (lfd >= 0 && strcmp(s->impl, "asyncio") != 0) close(lfd);
-    /* Ready when a connection succeeds (python needs a moment to start). */
+    if (!binds_itself) close(lfd);
+    /* Ready when a connection succeeds (python and nginx need a moment to start). */
     for (int i = 0; i < 200; i++) {
         int fd = concur_tcp_dial("127.0.0.1", s->port, 1);
         if (fd >= 0) { close(fd); return 0; }
@@ -430,9 +472,17 @@ static int server_start(server_run *s) {
 }
 
 static void server_stop(server_run *s) {
-    kill(s->pid, SIGTERM);
     int status;
-    while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {}
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {}
+    }
+    if (s->dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s->dir);
+        s->dir[0] = 0;
+    }
 }
 
 /* W6's client: 100 connections, each sends 64 bytes and waits for the 64-byte echo,
@@ -485,9 +535,12 @@ typedef struct load_arg { const char *impl; int http; double seconds; } load_arg
 /* Runs the load in a child pinned to CPU 1 and reads its figure from a pipe. */
 static double run_load(void *arg) {
     load_arg *a = (load_arg *)arg;
-    server_run s = {a->impl, a->http, 0, 0};
+    server_run s;
+    memset(&s, 0, sizeof s);
+    s.impl = a->impl;
+    s.http = a->http;
     if (server_start(&s) != 0) {
-        if (s.pid > 0) server_stop(&s);
+        server_stop(&s);
         return -1;
     }
     int p[2];
@@ -534,7 +587,7 @@ static int have_python_asyncio(void) {
 }
 
 static void load_workload(const char *id, int http) {
-    const char *impls[] = {"concur", "epoll", "libuv", "asyncio"};
+    const char *impls[] = {"concur", "epoll", "libuv", "nginx", "asyncio"};
     double seconds = opt_quick ? 0.3 : 5.0;
     double concur_rate = 0;
     if (http && system("command -v wrk >/dev/null 2>&1") != 0) {
@@ -548,6 +601,10 @@ static void load_workload(const char *id, int http) {
             continue;
         }
 #endif
+        if (strcmp(impls[i], "nginx") == 0 && (!http || !nginx_path())) {
+            if (http) printf("%-6s nginx            skipped (nginx not installed: apt-get install nginx)\n", id);
+            continue;
+        }
         if (strcmp(impls[i], "asyncio") == 0 && !have_python_asyncio()) {
             printf("%-6s asyncio          skipped (python3 not runnable)\n", id);
             continue;
