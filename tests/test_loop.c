@@ -530,6 +530,66 @@ static void test_pipe_wrappers(void) {
     CHECK_EQ(concur_loop_destroy(L), 0);
 }
 
+/* A stream read that comes back short lets the next read park without a system call
+   until epoll reports new data; these make sure that shortcut never strands data:
+   data written after a short read arrives, and queued datagrams (where a short read
+   says nothing about what else is queued) are all read with no further event. */
+typedef struct short_read_arg { int fd, peer, dgram, count; int got[6]; int rc_last; } short_read_arg;
+
+static void *short_reader(void *arg) {
+    short_read_arg *a = (short_read_arg *)arg;
+    char buf[256];
+    for (int i = 0; i < 6; i++) {
+        ssize_t n = concur_recv(a->fd, buf, sizeof buf, 0, 5.0);
+        if (n != 1) { a->rc_last = n < 0 ? (int)n : -1000 - (int)n; return NULL; }
+        a->got[i] = buf[0];
+        a->count++;
+    }
+    return NULL;
+}
+
+static void *short_sender(void *arg) {
+    short_read_arg *a = (short_read_arg *)arg;
+    for (int i = 0; i < 6; i++) {
+        char c = (char)('a' + i);
+        if (send(a->peer, &c, 1, 0) != 1) return (void *)1;
+        /* Stream bytes one at a time, each after the reader emptied the socket; the
+           last four datagrams in one burst, queued behind a single event. */
+        if (!a->dgram || i < 2)
+            for (int spins = 0; a->count <= i && spins < 100000; spins++) concur_yield();
+    }
+    return NULL;
+}
+
+static void run_short_reads(int type) {
+    concur_loop *L = new_loop();
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) == 0);
+    short_read_arg a;
+    memset(&a, 0, sizeof a);
+    a.fd = sv[0];
+    a.peer = sv[1];
+    a.dgram = type == SOCK_DGRAM;
+    concur_co *reader = concur_go(L, short_reader, &a);
+    concur_co *sender = concur_go(L, short_sender, &a); /* the reader parks first */
+    CHECK_EQ(concur_loop_run(L), 0);
+    void *r = (void *)2;
+    CHECK_EQ(concur_join(sender, 0, &r), 0);
+    CHECK(r == NULL);
+    CHECK_EQ(concur_join(reader, 0, NULL), 0);
+    CHECK_EQ(a.rc_last, 0);
+    CHECK_EQ(a.count, 6);
+    for (int i = 0; i < 6; i++) CHECK_EQ(a.got[i], 'a' + i);
+    concur_close(sv[0]);
+    close(sv[1]);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+static void test_short_reads_never_strand_data(void) {
+    run_short_reads(SOCK_STREAM);
+    run_short_reads(SOCK_DGRAM);
+}
+
 static void test_sigpipe_never_raised(void) {
     int fds[2];
     REQUIRE(pipe(fds) == 0);
@@ -890,6 +950,7 @@ int main(void) {
     RUN(test_thread_client_coroutine_server);
     RUN(test_close_wakes_waiter);
     RUN(test_pipe_wrappers);
+    RUN(test_short_reads_never_strand_data);
     RUN(test_sigpipe_never_raised);
     RUN(test_bad_input);
     RUN(test_dial_unknown_name);
