@@ -3186,6 +3186,7 @@ typedef struct concur__fdslot {
     uint8_t always_ready;  /* epoll refuses the fd (a regular file) */
     uint8_t stream;        /* a SOCK_STREAM socket: a short read empties it */
     uint8_t drained;       /* read to empty since its last readable event */
+    uint8_t hup;           /* the peer hung up or failed: reads never block again */
     concur__waiter *rd, *wr;
 } concur__fdslot;
 
@@ -3584,7 +3585,7 @@ CONCUR__PRIVATE void concur__fdslot_reset(concur_loop *L, int fd) {
         concur__fdslot *s = &L->fds[fd];
         s->gen++;
         s->registered = s->nonblock = s->not_socket = s->always_ready = 0;
-        s->stream = s->drained = 0;
+        s->stream = s->drained = s->hup = 0;
     }
 }
 
@@ -3594,11 +3595,13 @@ CONCUR__PRIVATE void concur__fd_wake(concur__fdslot *s, concur__waiter *w, int r
     if (concur__waiter_claim(w)) concur__waiter_publish(w, result);
 }
 
-CONCUR__PRIVATE void concur__fd_event(concur_loop *L, int fd, uint32_t gen, int in, int out, int err) {
+CONCUR__PRIVATE void concur__fd_event(concur_loop *L, int fd, uint32_t gen, int in, int out, int err,
+                                      int hup) {
     if (fd < 0 || fd >= L->nfds) return;
     concur__fdslot *s = &L->fds[fd];
     if (s->gen != gen) return; /* fetched before the fd was closed: stale */
     if (in || err) s->drained = 0;
+    if (hup || err) s->hup = 1;
     concur__waiter *rd = s->rd, *wr = s->wr;
     if (rd && (in || err)) concur__fd_wake(s, rd, err ? CONCUR_READABLE | CONCUR_WRITABLE : CONCUR_READABLE);
     if (wr && wr != rd && (out || err))
@@ -3674,7 +3677,8 @@ CONCUR__PRIVATE void concur__poll_io(concur_loop *L) {
             if (data == UINT64_MAX) { concur__drain_wake(L); continue; }
             concur__fd_event(L, (int)(uint32_t)data, (uint32_t)(data >> 32),
                              (e & (EPOLLIN | EPOLLRDHUP)) != 0, (e & EPOLLOUT) != 0,
-                             (e & (EPOLLERR | EPOLLHUP)) != 0);
+                             (e & (EPOLLERR | EPOLLHUP)) != 0,
+                             (e & (EPOLLRDHUP | EPOLLHUP)) != 0);
         }
         return;
     }
@@ -3729,7 +3733,8 @@ CONCUR__PRIVATE void concur__poll_io(concur_loop *L) {
             continue;
         }
         concur__fd_event(L, pf[i].fd, (uint32_t)L->pfd_fds[i], (e & POLLIN) != 0,
-                         (e & POLLOUT) != 0, (e & (POLLERR | POLLHUP | POLLNVAL)) != 0);
+                         (e & POLLOUT) != 0, (e & (POLLERR | POLLHUP | POLLNVAL)) != 0,
+                         (e & POLLHUP) != 0);
     }
 }
 
@@ -4231,7 +4236,9 @@ CONCUR__PRIVATE ssize_t concur__io_read(int op, int fd, void *buf, size_t len, i
     /* Edge-triggered epoll tells when a stream socket gets new data, so a read that
        emptied it (came back short) means the next read would say EAGAIN until the
        next event: a server that reads again right after answering skips that system
-       call and parks at once (a third of the calls in an echo round trip). */
+       call and parks at once (a third of the calls in an echo round trip). Not once
+       the peer has hung up: the end of the stream (or an error) may sit behind the
+       data just read, and its edge may already have been reported. */
     concur__fdslot *s = L && L->backend == CONCUR_BACKEND_EPOLL ? &L->fds[fd] : NULL;
     int track = s && s->stream && len > 0 && !(flags & MSG_PEEK);
     for (;;) {
@@ -4243,10 +4250,10 @@ CONCUR__PRIVATE ssize_t concur__io_read(int op, int fd, void *buf, size_t len, i
         }
         ssize_t n = concur__io_once(L, op, fd, buf, len, flags);
         if (n != -EAGAIN && n != -EWOULDBLOCK) {
-            if (track && n > 0 && (size_t)n < len) s->drained = 1;
+            if (track && n > 0 && (size_t)n < len && !s->hup) s->drained = 1;
             return n;
         }
-        if (track) {
+        if (track && !s->hup) {
             s->drained = 1;
             continue;
         }
