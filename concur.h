@@ -2503,7 +2503,28 @@ CONCUR__PRIVATE int concur__worker_park(concur__sched *self, concur__waiter *wt,
         else if (concur__now_ns() >= give_up) break;
         concur__cpu_relax();
     }
-    return concur__thread_park(wt, deadline);
+    /* Asleep, but still a worker: a task submitted while it waits (perhaps the one
+       that settles what it waits for, as when every worker joins a coroutine that
+       awaits a pool future) must not wait for it, or a pool whose workers all wait
+       would deadlock. Submitters wake idle workers, not waiting ones, so a waiting
+       worker looks for work again after a nap that backs off from 50 us to 2 ms. */
+    int64_t nap = 50000;
+    for (;;) {
+        uint32_t s = concur__load(&wt->state, ACQUIRE);
+        if (s == CONCUR__W_NOTIFIED) return 0;
+        int64_t now = concur__now_ns();
+        if (s != CONCUR__W_WAITING || (deadline != CONCUR__NEVER && now >= deadline))
+            return concur__thread_park(wt, deadline); /* the hand-off or the timeout */
+        int64_t until = deadline != CONCUR__NEVER && deadline < now + nap ? deadline : now + nap;
+        concur__futex_wait(&wt->state, CONCUR__W_WAITING, until);
+        if (nap < 2000000) nap *= 2;
+        if (concur__load(&wt->state, ACQUIRE) == CONCUR__W_WAITING &&
+            w->help_depth < CONCUR__HELP_DEPTH && concur__work_visible(w->pool)) {
+            w->help_depth++;
+            if (concur__find_work(w)) nap = 50000;
+            w->help_depth--;
+        }
+    }
 }
 
 CONCUR__PRIVATE void concur__worker_sleep(concur__worker *w) {
