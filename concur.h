@@ -5947,12 +5947,18 @@ CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
         }
         for (int i = 0; i < n; i++) {
             concur__pworker *w = &pp->workers[i];
-            if (w->state == CONCUR__W_BUSY && w->task && w->deadline <= now) {
+            /* A submitter that dispatched straight to this worker may still be
+               sending (and reading the task's segments) under send_lock; the lock
+               order is send_lock, then pp->lock, so only try it. When busy, the
+               expiry waits for the next turn, which comes at once (deadline past). */
+            if (w->state == CONCUR__W_BUSY && w->task && w->deadline <= now &&
+                concur__lock_try(&w->send_lock)) {
                 /* The worker may still be writing into the task's segments until it
                    is reaped: they stay with it and are recycled only then. */
                 w->held[0] = w->task->in_seg;
                 w->held[1] = w->task->out_seg;
                 w->task->in_seg = w->task->out_seg = NULL;
+                concur__unlock(&w->send_lock);
                 w->task->next = expired;
                 expired = w->task;
                 w->task = NULL;
