@@ -4261,29 +4261,18 @@ CONCUR__PRIVATE ssize_t concur__io_read(int op, int fd, void *buf, size_t len, i
        the peer has hung up: the end of the stream (or an error) may sit behind the
        data just read, and its edge may already have been reported. */
     concur__fdslot *s = L && L->backend == CONCUR_BACKEND_EPOLL ? &L->fds[fd] : NULL;
-    int track = s && s->stream && len > 0 && !(flags & MSG_PEEK);
+    int track = s && len > 0 && !(flags & MSG_PEEK);
     for (;;) {
-        if (track && s->drained) {
-            rc = concur__wait_fd_deadline(L, fd, CONCUR_READABLE, deadline);
-            if (rc < 0) return rc;
-            s = &L->fds[fd]; /* the table may have grown while parked */
-            track = s->stream;
-        }
-        ssize_t n = concur__io_once(L, op, fd, buf, len, flags);
-        if (n != -EAGAIN && n != -EWOULDBLOCK) {
-            if (track && n > 0 && (size_t)n < len && !s->hup) s->drained = 1;
-            return n;
-        }
-        if (track && !s->hup) {
-            s->drained = 1;
-            continue;
+        if (!track || !s->drained) { /* an event (in, hang-up, error) clears drained */
+            ssize_t n = concur__io_once(L, op, fd, buf, len, flags);
+            if (n != -EAGAIN && n != -EWOULDBLOCK) {
+                if (track && s->stream && !s->hup && n > 0 && (size_t)n < len) s->drained = 1;
+                return n;
+            }
         }
         rc = concur__wait_fd_deadline(L, fd, CONCUR_READABLE, deadline);
         if (rc < 0) return rc;
-        if (s) {
-            s = &L->fds[fd];
-            track = s->stream && len > 0 && !(flags & MSG_PEEK);
-        }
+        if (s) s = &L->fds[fd]; /* the table may have grown while parked */
     }
 }
 

@@ -105,12 +105,17 @@ static void *submitter(void *arg) {
     return NULL;
 }
 
+/* 1 s in CI, 0.3 s under valgrind, CONCUR_SOAK_SECONDS by hand. */
+static double soak_seconds(void) {
+    const char *secs = getenv("CONCUR_SOAK_SECONDS");
+    if (getenv("CONCUR_TEST_QUICK")) return 0.3;
+    return secs ? atof(secs) : 1.0;
+}
+
 static void test_soak(void) {
     soak s;
     memset(&s, 0, sizeof s);
-    const char *secs = getenv("CONCUR_SOAK_SECONDS");
-    double seconds = secs ? atof(secs) : 1.0;
-    if (getenv("CONCUR_TEST_QUICK")) seconds = 0.3;
+    double seconds = soak_seconds();
     s.pool = concur_pool_create(&(concur_pool_desc){.threads = 3});
     REQUIRE(s.pool);
     double start = concur_now();
@@ -259,9 +264,7 @@ static void *engine_submitter(void *arg) {
 static void test_soak_engines(void) {
     engines e;
     memset(&e, 0, sizeof e);
-    const char *secs = getenv("CONCUR_SOAK_SECONDS");
-    double seconds = secs ? atof(secs) : 1.0;
-    if (getenv("CONCUR_TEST_QUICK")) seconds = 0.3;
+    double seconds = soak_seconds();
     e.procs = concur_procpool_create(&(concur_procpool_desc){.workers = 2}); /* before threads */
     REQUIRE(e.procs);
     e.pool = concur_pool_create(&(concur_pool_desc){.threads = 3});
