@@ -2374,6 +2374,17 @@ CONCUR__PRIVATE int concur__steal_from(concur__worker *self, concur__worker *v) 
     concur__fnptr fn = r->fn;
     void *arg = r->arg;
     uintptr_t ctx = r->ctx;
+    if ((ctx & CONCUR__REC_KIND) != CONCUR__REC_SPAWN) {
+        /* A submit or a tracked spawn reports through its future or its group's
+           count, not through this slot: give the slot back now. The owner, which
+           cannot pop below a stolen record until it is released, must not wait for
+           the task itself: the task may block on work that only the owner's worker
+           is free to take (every other worker nested in waits), and the owner would
+           sit in a leapfrog that never looks at the injection queue. */
+        if (concur__xchg(&r->done, 1, RELEASE) == 2) concur__futex_wake(&r->done, 1);
+        concur__run(self, fn, arg, ctx);
+        return 1;
+    }
     concur__store(&r->thief, (uint32_t)self->index + 1, RELAXED);
     concur__run(self, fn, arg, ctx);
     if (concur__xchg(&r->done, 1, RELEASE) == 2) concur__futex_wake(&r->done, 1);
@@ -3469,14 +3480,19 @@ CONCUR__PRIVATE int concur__loop_park(concur__sched *self, concur__waiter *w, in
             return -ETIMEDOUT;
         }
     }
+    /* Block even when the state already says how the wait ended: whoever moved it
+       out of WAITING (a waker on another thread, a timer, a cancel) has queued this
+       coroutine to run, or is about to, exactly once. Returning early would leave
+       that resume to arrive later, at a coroutine that has moved on: queued twice,
+       or finished and recycled. */
     int rc;
     for (;;) {
+        co->state = CONCUR__CO_PARKED;
+        concur__co_block(L, co);
         uint32_t s = concur__load(&w->state, ACQUIRE);
         if (s == CONCUR__W_NOTIFIED) { rc = 0; break; }
         if (s == CONCUR__W_TIMEDOUT) { rc = -ETIMEDOUT; break; }
         if (s == CONCUR__W_CANCELED) { rc = -ECANCELED; concur__take_cancel(co); break; }
-        co->state = CONCUR__CO_PARKED;
-        concur__co_block(L, co);
     }
     if (co->heap_idx) concur__heap_remove(L, co);
     co->waiter = NULL;

@@ -335,6 +335,88 @@ static void test_await_pool_future(void) {
     CHECK_EQ(concur_loop_destroy(L), 0);
 }
 
+/* A waker on another thread publishes "notified" and only then hands the coroutine
+   to the loop. A coroutine that sees the first before the second arrives must still
+   wait for it: otherwise the hand-over lands later and resumes a coroutine that has
+   finished (and whose record may already serve another one), or queues a running one
+   twice. A completer thread spins on a slot and settles each future after a delay
+   that sweeps across the waiter's way from queueing to parking. */
+typedef struct wake_race {
+    concur_future *slot;
+    int stop;
+    int want, rounds, finished, yields;
+} wake_race;
+
+static void *race_completer(void *p) {
+    wake_race *r = (wake_race *)p;
+    unsigned delay = 0, idle = 0;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        concur_future *f = __atomic_exchange_n(&r->slot, (concur_future *)NULL, __ATOMIC_ACQ_REL);
+        if (!f) {
+            if (++idle % 256 == 0) sched_yield(); /* valgrind runs one thread at a time */
+            continue;
+        }
+        delay = (delay + 7) % 1024;
+        for (volatile unsigned k = 0; k < delay; k++) {}
+        CHECK_EQ(concur_future_set_value(f, f), 0);
+        concur_future_release(f);
+    }
+    return NULL;
+}
+
+static void *race_once(void *p) { /* waits once and finishes at once */
+    wake_race *r = (wake_race *)p;
+    concur_future *f = concur_future_create();
+    REQUIRE(f);
+    concur_future_retain(f); /* the completer's */
+    __atomic_store_n(&r->slot, f, __ATOMIC_RELEASE);
+    void *v = NULL;
+    CHECK_EQ(concur_future_result(f, 10, &v), 0);
+    CHECK(v == f);
+    concur_future_release(f);
+    r->rounds++;
+    return NULL;
+}
+
+static void *race_driver(void *p) {
+    wake_race *r = (wake_race *)p;
+    for (int i = 0; i < r->want; i++) {
+        concur_co *co = concur_go(NULL, race_once, r);
+        REQUIRE(co);
+        CHECK_EQ(concur_join(co, 10, NULL), 0);
+    }
+    r->finished = 1;
+    return NULL;
+}
+
+static void *race_yielder(void *p) { /* keeps the ready queue busy meanwhile */
+    wake_race *r = (wake_race *)p;
+    while (!r->finished) {
+        r->yields++;
+        CHECK_EQ(concur_yield(), 0);
+    }
+    for (int i = 0; i < 1000; i++) CHECK_EQ(concur_yield(), 0);
+    __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_remote_wake_while_parking(void) {
+    concur_loop *L = new_loop();
+    wake_race r;
+    memset(&r, 0, sizeof r);
+    /* Without the fix, ASan catches a use after free within the first few thousand. */
+    r.want = getenv("CONCUR_TEST_QUICK") || test_tsan() ? 1000 : 20000;
+    concur_thread *t = concur_thread_create(race_completer, &r);
+    REQUIRE(t);
+    concur_detach(concur_go(L, race_driver, &r));
+    concur_detach(concur_go(L, race_yielder, &r));
+    CHECK_EQ(concur_loop_run(L), 0);
+    CHECK_EQ(concur_thread_join(t, NULL), 0);
+    CHECK_EQ(r.rounds, r.want);
+    CHECK(r.yields > 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
 /* ---- sockets ---- */
 typedef struct echo_arg { int lfd; int port; int clients; int rounds; int64_t bytes; int errors; } echo_arg;
 
@@ -950,6 +1032,7 @@ int main(void) {
     RUN(test_go_from_threads);
     RUN(test_channel_and_sem_between_coroutines);
     RUN(test_await_pool_future);
+    RUN(test_remote_wake_while_parking);
     RUN(test_tcp_echo);
     RUN(test_thread_client_coroutine_server);
     RUN(test_close_wakes_waiter);

@@ -297,10 +297,7 @@ int main(void) {
     test_begin(240);
     RUN(test_soak);
 #if !defined(CONCUR_NO_IO) && !defined(CONCUR_NO_PROCESS)
-    /* By hand only for now: about one run in six still hangs with every worker in a
-       nested wait (two syncing a stolen record, one joining a coroutine whose pool
-       future is not picked up). Open; see docs/reliability.md. */
-    if (getenv("CONCUR_SOAK_ENGINES")) RUN(test_soak_engines);
+    RUN(test_soak_engines);
 #endif
     return test_end();
 }
