@@ -108,10 +108,21 @@ extern "C" {
 /* Fault injection, for the library's own tests (define CONCUR_TESTING everywhere the
    header is included). concur_testing_fail_at(kind, n) makes the n-th call of that
    kind from now on fail (1: the next one; 0: none); concur_testing_calls counts the
-   calls so far. Allocations fail as ENOMEM, thread creations as EAGAIN, and the
-   process pool's system calls in the program (fork as EAGAIN; socketpair and eventfd
-   as EMFILE) under CONCUR_FAULT_PROCESS. */
-enum { CONCUR_FAULT_MALLOC = 0, CONCUR_FAULT_THREAD = 1, CONCUR_FAULT_PROCESS = 2, CONCUR_FAULT_KINDS = 3 };
+   calls so far. Allocations (and coroutine stacks' mmap) fail as ENOMEM, thread
+   creations as EAGAIN, the process pool's set-up calls in the program (fork as EAGAIN;
+   socketpair and eventfd as EMFILE) under CONCUR_FAULT_PROCESS, and under
+   CONCUR_FAULT_IO the calls that move data or set up I/O: the fd wrappers' read,
+   write, recv and send (EIO), accept and socket (EMFILE), the loop's eventfd and
+   epoll_create1 (EMFILE) and epoll_ctl registrations (ENOMEM), and the process pool's
+   frame sends (ENOBUFS) and receives (ECONNRESET) in the program. The process pool's
+   helper and workers start with no failure armed. */
+enum {
+    CONCUR_FAULT_MALLOC = 0,
+    CONCUR_FAULT_THREAD = 1,
+    CONCUR_FAULT_PROCESS = 2,
+    CONCUR_FAULT_IO = 3,
+    CONCUR_FAULT_KINDS = 4
+};
 CONCUR_API void concur_testing_fail_at(int kind, long nth);
 CONCUR_API long concur_testing_calls(int kind);
 #endif
@@ -471,7 +482,8 @@ typedef struct concur_procpool_desc {
 /* Forks the helper and the workers and waits until every worker has run its
    initializer. desc may be NULL (all defaults). NULL with errno EINVAL (bad desc),
    ENOMEM, EAGAIN (fork or thread creation failed), EMFILE, or the negated code an
-   initializer returned (ECHILD when a worker died during start-up). Nothing is left
+   initializer returned (ECHILD when a worker died during start-up, or the error that
+   reading its greeting got, ECONNRESET say). Nothing is left
    behind on failure. Thread-safe. */
 CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *desc);
 /* Queues fn over a copy of in[0..in_len) (the caller's buffer may be reused at once)
@@ -690,10 +702,20 @@ static int concur__fault(int kind) {
     long n = __atomic_add_fetch(&concur__fault_calls[kind], 1, __ATOMIC_SEQ_CST);
     return n == __atomic_load_n(&concur__fault_at[kind], __ATOMIC_SEQ_CST);
 }
+
+#  if defined(__GNUC__) || defined(__clang__)
+__attribute__((unused)) /* only the process pool calls it */
+#  endif
+static void concur__fault_disarm(void) {
+    for (int k = 0; k < CONCUR_FAULT_KINDS; k++) __atomic_store_n(&concur__fault_at[k], 0, __ATOMIC_SEQ_CST);
+}
 #  define CONCUR__FAULT(kind) concur__fault(kind)
 #else
 #  define CONCUR__FAULT(kind) 0
+#  define concur__fault_disarm() ((void)0)
 #endif
+/* Whether to fail this call as if the system had said err (errno is set). */
+#define CONCUR__FAULT_ERRNO(kind, err) (CONCUR__FAULT(kind) ? (errno = (err), 1) : 0)
 
 #ifdef CONCUR_DEBUG
 #  define CONCUR__CHECK(c) CONCUR_ASSERT(c)
@@ -1023,8 +1045,8 @@ enum {
 typedef struct concur__sched concur__sched;
 struct concur__sched {
     /* Blocks the current task until w->state leaves WAITING/CLAIMED or the deadline
-       passes; returns 0 (notified), -ETIMEDOUT or -ECANCELED, having moved the state
-       itself in the last two cases. */
+       passes; returns 0 (notified), -ETIMEDOUT, -ECANCELED or -ENOMEM (no memory for
+       the deadline's timer), having moved the state itself in the last three cases. */
     int (*park)(concur__sched *self, concur__waiter *w, int64_t deadline);
     /* Makes task runnable again; called once per successful notify, from any thread.
        NULL: the task sleeps on the waiter's futex word like a plain thread. */
@@ -3473,11 +3495,12 @@ CONCUR__PRIVATE int concur__loop_park(concur__sched *self, concur__waiter *w, in
     co->waiter = w;
     co->deadline = deadline;
     if (deadline != CONCUR__NEVER && concur__heap_add(L, co) != 0) {
-        /* No memory for the timer: time out at once rather than wait forever. */
+        /* No memory for the timer: fail now rather than wait forever (the state
+           is closed as a timeout would close it, so no waker claims it). */
         uint32_t s = CONCUR__W_WAITING;
         if (concur__cas(&w->state, &s, CONCUR__W_TIMEDOUT, ACQ_REL)) {
             co->waiter = NULL;
-            return -ETIMEDOUT;
+            return -ENOMEM;
         }
     }
     /* Block even when the state already says how the wait ended: whoever moved it
@@ -3656,7 +3679,7 @@ CONCUR__PRIVATE int concur__loop_wait_fd(concur_loop *L, int fd, int events, int
         memset(&ev, 0, sizeof ev);
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
         ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)s->gen << 32);
-        if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        if (CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, ENOMEM) || epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
             if (errno == EEXIST) {
                 if (epoll_ctl(L->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) return -errno;
             } else if (errno == EPERM) {
@@ -3896,15 +3919,17 @@ CONCUR_API concur_loop *concur_loop_create(const concur_loop_desc *desc) {
     L->epfd = L->wake_rd = L->wake_wr = -1;
     int err = 0;
 #ifdef __linux__
-    L->wake_rd = L->wake_wr = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    L->wake_rd = L->wake_wr = CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, EMFILE) ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (L->wake_rd < 0) err = errno;
     if (!err && L->backend == CONCUR_BACKEND_EPOLL) {
-        L->epfd = epoll_create1(EPOLL_CLOEXEC);
+        L->epfd = CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, EMFILE) ? -1 : epoll_create1(EPOLL_CLOEXEC);
         struct epoll_event ev;
         memset(&ev, 0, sizeof ev);
         ev.events = EPOLLIN;
         ev.data.u64 = UINT64_MAX;
-        if (L->epfd < 0 || epoll_ctl(L->epfd, EPOLL_CTL_ADD, L->wake_rd, &ev) != 0) err = errno;
+        if (L->epfd < 0 || CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, ENOMEM) ||
+            epoll_ctl(L->epfd, EPOLL_CTL_ADD, L->wake_rd, &ev) != 0)
+            err = errno;
     }
 #else
     int p[2];
@@ -3945,7 +3970,9 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
     void *alt_mem = NULL;
     if (sigaltstack(NULL, &old_alt) == 0 && (old_alt.ss_flags & SS_DISABLE)) {
         size_t alt_size = 64 * 1024;
-        alt_mem = concur__malloc(alt_size);
+        /* Not through the fault hook: without it only the overflow report is lost,
+           which no caller could be told about anyway. */
+        alt_mem = CONCUR_MALLOC(alt_size);
         if (alt_mem) {
             alt.ss_sp = alt_mem;
             alt.ss_size = alt_size;
@@ -4237,6 +4264,7 @@ CONCUR__PRIVATE ssize_t concur__write_nosigpipe(int fd, const void *buf, size_t 
 CONCUR__PRIVATE ssize_t concur__io_once(concur_loop *L, int op, int fd, void *buf, size_t len, int flags) {
     ssize_t n;
     for (;;) {
+        if (CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, EIO)) return -EIO;
         switch (op) {
         case CONCUR__OP_READ: n = read(fd, buf, len); break;
         case CONCUR__OP_RECV: n = recv(fd, buf, len, flags | (L ? MSG_DONTWAIT : 0)); break;
@@ -4349,7 +4377,8 @@ CONCUR_API int concur_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, 
             rc = concur__thread_wait_fd(fd, CONCUR_READABLE, deadline);
             if (rc < 0) return rc;
         }
-        int c = accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int c = CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, EMFILE) ? -1
+                                                             : accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
             if (L) concur__fdslot_reset(L, c);
             return c;
@@ -4419,7 +4448,8 @@ CONCUR_API int concur_close(int fd) {
 /* ---- TCP helpers ---- */
 
 CONCUR__PRIVATE int concur__socket(int family) {
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, EMFILE) ? -1
+                                                          : socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     concur_loop *L = concur__tls_loop;
     if (L) concur__fdslot_reset(L, fd);
@@ -4835,7 +4865,7 @@ CONCUR__PRIVATE int concur__send_frame(int fd, const concur__pframe *h, const vo
             c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
             memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
         }
-        ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
+        ssize_t n = CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, ENOBUFS) ? -1 : sendmsg(fd, &m, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             return -errno;
@@ -4868,7 +4898,7 @@ CONCUR__PRIVATE ssize_t concur__recv_some(int fd, void *buf, size_t len, int fla
     flags |= MSG_CMSG_CLOEXEC;
 #endif
     ssize_t n;
-    do n = recvmsg(fd, &m, flags);
+    do n = CONCUR__FAULT_ERRNO(CONCUR_FAULT_IO, ECONNRESET) ? -1 : recvmsg(fd, &m, flags);
     while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
@@ -5129,6 +5159,7 @@ CONCUR__PRIVATE int concur__reap(int pid, int *status) {
 
 CONCUR__PRIVATE void concur__helper_main(concur_procpool *pp, int ctl, int kill_with_parent) {
     concur__proc_inherited = pp;
+    concur__fault_disarm(); /* a test arms failures for the program's own calls */
     /* Handlers belong to the parent's code; the helper and its workers start from the
        defaults, except SIGINT: Ctrl-C goes to the whole process group, and only the
        parent should act on it (the workers exit when it does). */
@@ -5389,6 +5420,14 @@ CONCUR__PRIVATE concur__ptask *concur__pp_take_queue(concur_procpool *pp) {
 
 /* Sends t to w; w->send_lock held. in/len: the input when it is not in a segment. A
    failed send is left to the end-of-file handling, which fails the task. */
+CONCUR__PRIVATE void concur__pp_send_failed(concur__pworker *w, int rc) {
+    /* A dead worker gives end of file by itself, but a send can also fail with the
+       worker alive (ENOBUFS, ENOMEM), or stop halfway through a frame: it would wait
+       for the rest forever. Hanging up makes both ends see end of file now, so the
+       task fails as if the worker had died and a fresh one takes its place. */
+    if (rc < 0) shutdown(w->fd, SHUT_RDWR);
+}
+
 CONCUR__PRIVATE void concur__pp_send_task(concur_procpool *pp, concur__pworker *w, concur__ptask *t,
                                           const void *in, size_t len) {
     concur__pframe h;
@@ -5409,11 +5448,12 @@ CONCUR__PRIVATE void concur__pp_send_task(concur_procpool *pp, concur__pworker *
         h.type = CONCUR__PF_TASK_SHM;
         h.arena = t->in_seg->cap;
         h.out_cap = t->out_seg ? t->out_seg->cap : 0;
-        concur__send_frame(w->fd, &h, NULL, 0, t->in_seg->fd, t->out_seg ? t->out_seg->fd : -1);
+        concur__pp_send_failed(w, concur__send_frame(w->fd, &h, NULL, 0, t->in_seg->fd,
+                                                     t->out_seg ? t->out_seg->fd : -1));
         return;
     }
     h.type = CONCUR__PF_TASK;
-    concur__send_frame(w->fd, &h, in, len, -1, -1);
+    concur__pp_send_failed(w, concur__send_frame(w->fd, &h, in, len, -1, -1));
 }
 
 /* Caller holds pp->lock; w is idle. Marks t in flight on w. */
@@ -6040,7 +6080,7 @@ CONCUR__PRIVATE void *concur__pp_driver(void *arg) {
                 concur__pframe h;
                 memset(&h, 0, sizeof h);
                 h.type = CONCUR__PF_EXIT;
-                concur__send_frame(w->fd, &h, NULL, 0, -1, -1);
+                concur__pp_send_failed(w, concur__send_frame(w->fd, &h, NULL, 0, -1, -1));
             }
             concur__unlock(&w->send_lock);
         }
@@ -6248,7 +6288,7 @@ CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *d
         int got_fd = -1;
         int rc = concur__recv_all(w->fd, &h, sizeof h, &got_fd, 1);
         if (got_fd >= 0) close(got_fd);
-        if (rc <= 0 || h.type != CONCUR__PF_HELLO) { err = ECHILD; goto fail; }
+        if (rc <= 0 || h.type != CONCUR__PF_HELLO) { err = rc < 0 ? -rc : ECHILD; goto fail; }
         if (h.status < 0) { err = h.status > -4096 ? -h.status : ECHILD; goto fail; }
         w->hello = 1;
         w->state = CONCUR__W_IDLE;
