@@ -4631,6 +4631,7 @@ CONCUR_API int concur_tcp_dial(const char *host, int port, double timeout) {
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -4643,8 +4644,13 @@ long syscall(long number, ...);
 #  endif
 #endif
 
+/* Every frame type carries a tag in its high half: a task that writes to the channel
+   by mistake (a stray fd) breaks the framing, and the next header read is then
+   garbage, which the tag (and the task id it must match) tells apart, so the worker
+   is dropped instead of the program waiting for bytes that never come. */
+#define CONCUR__PF_TAG 0x63630000u
 enum {
-    CONCUR__PF_TASK = 1,    /* parent -> worker: payload inline */
+    CONCUR__PF_TASK = CONCUR__PF_TAG | 1, /* parent -> worker: payload inline */
     CONCUR__PF_TASK_SHM,    /* parent -> worker: payload in the input arena */
     CONCUR__PF_EXIT,        /* parent -> worker: exit now (shutdown) */
     CONCUR__PF_HELLO,       /* worker -> parent: initializer ran, status is its result */
@@ -5666,9 +5672,14 @@ CONCUR__PRIVATE void concur__pp_on_frame(concur_procpool *pp, concur__pworker *w
             w->out_map = NULL;
             w->out_len = 0;
         }
+        struct stat st;
         if (w->out_fd >= 0 && h->arena > w->out_len) {
             if (w->out_map) munmap(w->out_map, w->out_len);
-            void *m = mmap(NULL, (size_t)h->arena, PROT_READ, MAP_SHARED, w->out_fd, 0);
+            /* Pages past the end of the file would raise SIGBUS here, in the program:
+               never map more than the worker's file holds, whatever the frame says. */
+            void *m = fstat(w->out_fd, &st) == 0 && (uint64_t)st.st_size >= h->arena
+                          ? mmap(NULL, (size_t)h->arena, PROT_READ, MAP_SHARED, w->out_fd, 0)
+                          : MAP_FAILED;
             w->out_map = m == MAP_FAILED ? NULL : (unsigned char *)m;
             w->out_len = w->out_map ? (size_t)h->arena : 0;
         }
@@ -5752,6 +5763,14 @@ CONCUR__PRIVATE int concur__pp_read(concur_procpool *pp, concur__pworker *w) {
             uint32_t type = w->rx.type;
             if (type != CONCUR__PF_HELLO && type != CONCUR__PF_RESULT && type != CONCUR__PF_RESULT_SHM)
                 return 1; /* not our protocol: a task scribbled on the socket */
+            /* Ours in form, but not what this worker can be saying now: a second
+               greeting, or a result for a task it does not hold (one that timed out
+               is being killed: its late answer is dropped later). */
+            concur__lock(&pp->lock);
+            int expected = type == CONCUR__PF_HELLO ? !w->hello
+                                                    : w->task ? w->task->id == w->rx.id : w->kill_reason != 0;
+            concur__unlock(&pp->lock);
+            if (!expected) return 1;
             if (type == CONCUR__PF_RESULT && w->rx.len) {
                 /* Cannot hold the result: drop the worker so that the task fails
                    instead of the stream losing its framing. */
