@@ -90,10 +90,25 @@ static void test__on_alarm(int sig) {
     test__signals++;
 }
 
+/* CONCUR_TEST_REPEAT=N runs every test N times; CONCUR_TEST_SHUFFLE=seed (0: from the
+   clock) runs them in a random order each time, printing the seed to rerun it. Both
+   shake out tests that lean on each other's leftovers and races that one order hides.
+   Without them, RUN runs the test at once. */
+static int test__repeat = 1, test__shuffle;
+static unsigned long test__seed;
+
 static inline void test_begin(unsigned seconds) {
     pthread_t t;
     pthread_attr_t attr;
-    test__watchdog_seconds = seconds;
+    const char *rep = getenv("CONCUR_TEST_REPEAT"), *shuf = getenv("CONCUR_TEST_SHUFFLE");
+    if (rep && atoi(rep) > 1) test__repeat = atoi(rep);
+    if (shuf && *shuf) {
+        test__shuffle = 1;
+        test__seed = strtoul(shuf, NULL, 10);
+        if (!test__seed) test__seed = (unsigned long)time(NULL) ^ (unsigned long)getpid();
+        printf("(test order shuffled with CONCUR_TEST_SHUFFLE=%lu)\n", test__seed);
+    }
+    test__watchdog_seconds = seconds * (unsigned)test__repeat;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&t, &attr, test__watchdog, NULL) != 0) {
@@ -116,16 +131,53 @@ static inline void test_begin(unsigned seconds) {
     }
 }
 
-#define RUN(fn)                                                                           \
-    do {                                                                                  \
-        int test__before = test__failures;                                                \
-        test__current = #fn;                                                              \
-        fn();                                                                             \
-        printf("%s %s\n", test__failures == test__before ? "ok  " : "FAIL", #fn);         \
-        fflush(stdout);                                                                   \
-    } while (0)
+static inline void test__run_one(void (*fn)(void), const char *name) {
+    int before = test__failures;
+    test__current = name;
+    fn();
+    printf("%s %s\n", test__failures == before ? "ok  " : "FAIL", name);
+    fflush(stdout);
+}
+
+typedef struct test__entry { void (*fn)(void); const char *name; } test__entry;
+static test__entry test__list[64];
+static int test__count;
+
+static inline void test__add(void (*fn)(void), const char *name) {
+    if (test__repeat == 1 && !test__shuffle) {
+        test__run_one(fn, name);
+        return;
+    }
+    if (test__count == (int)(sizeof test__list / sizeof test__list[0])) {
+        fprintf(stderr, "too many tests for CONCUR_TEST_REPEAT/SHUFFLE\n");
+        exit(1);
+    }
+    test__list[test__count].fn = fn;
+    test__list[test__count].name = name;
+    test__count++;
+}
+
+#define RUN(fn) test__add(fn, #fn)
+
+/* Runs what RUN collected, when repeating or shuffling. */
+static inline void test__run_collected(void) {
+    unsigned long long x = test__seed;
+    for (int r = 0; r < test__repeat && test__count; r++) {
+        if (test__shuffle) {
+            for (int i = test__count - 1; i > 0; i--) {
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                int j = (int)((x >> 33) % (unsigned long long)(i + 1));
+                test__entry e = test__list[i];
+                test__list[i] = test__list[j];
+                test__list[j] = e;
+            }
+        }
+        for (int i = 0; i < test__count; i++) test__run_one(test__list[i].fn, test__list[i].name);
+    }
+}
 
 static inline int test_end(void) {
+    test__run_collected();
     if (getenv("CONCUR_TEST_EINTR")) printf("(%d SIGALRM delivered during the run)\n", (int)test__signals);
     if (test__failures) fprintf(stderr, "%d check(s) failed\n", test__failures);
     return test__failures ? 1 : 0;
