@@ -714,6 +714,20 @@ static void concur__fault_disarm(void) {
 #  define CONCUR__FAULT(kind) 0
 #  define concur__fault_disarm() ((void)0)
 #endif
+/* Default sizes. CONCUR_TESTING shrinks them so that the paths taken when they run
+   out (a full deque runs the task inline, the submission queue grows, the stack cache
+   frees, one worker process does everything) run in every test, not only under load. */
+#ifdef CONCUR_TESTING
+#  define CONCUR__DEQUE_DEFAULT 8u
+#  define CONCUR__QUEUE_FIRST 2u
+#  define CONCUR__STACK_CACHE_DEFAULT 2
+#  define CONCUR__PROCS_DEFAULT() 1
+#else
+#  define CONCUR__DEQUE_DEFAULT 8192u
+#  define CONCUR__QUEUE_FIRST 1024u
+#  define CONCUR__STACK_CACHE_DEFAULT 256
+#  define CONCUR__PROCS_DEFAULT() concur__online_cpus()
+#endif
 /* Whether to fail this call as if the system had said err (errno is set). */
 #define CONCUR__FAULT_ERRNO(kind, err) (CONCUR__FAULT(kind) ? (errno = (err), 1) : 0)
 
@@ -2422,7 +2436,7 @@ CONCUR__PRIVATE int concur__inject(concur_pool *p, concur__fnptr fn, void *arg, 
         return CONCUR_ESHUTDOWN;
     }
     if (p->qlen == p->qcap) {
-        uint32_t ncap = p->qcap ? p->qcap * 2 : 1024;
+        uint32_t ncap = p->qcap ? p->qcap * 2 : CONCUR__QUEUE_FIRST;
         concur__rec *nq = (concur__rec *)concur__malloc(ncap * sizeof *nq);
         if (!nq) {
             concur__unlock(&p->qlock);
@@ -2631,7 +2645,7 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
     else memset(&d, 0, sizeof d);
     if (d.threads < 0 || d.threads > 4096 || d.deque_size < 0) { errno = EINVAL; return NULL; }
     int n = d.threads ? d.threads : concur__online_cpus();
-    uint32_t cap = d.deque_size ? (uint32_t)d.deque_size : 8192;
+    uint32_t cap = d.deque_size ? (uint32_t)d.deque_size : CONCUR__DEQUE_DEFAULT;
     concur_pool *p = (concur_pool *)concur__malloc(sizeof *p);
     if (!p) { errno = ENOMEM; return NULL; }
     concur__store(&concur__future_run_inline, &concur__pool_run_inline, RELEASE);
@@ -3910,7 +3924,7 @@ CONCUR_API concur_loop *concur_loop_create(const concur_loop_desc *desc) {
     size_t size = d.stack_size ? d.stack_size : 256 * 1024;
     if (size < 16 * 1024) size = 16 * 1024;
     L->stack_size = (size + page - 1) / page * page;
-    L->cache_max = d.stack_cache < 0 ? 0 : d.stack_cache ? d.stack_cache : 256;
+    L->cache_max = d.stack_cache < 0 ? 0 : d.stack_cache ? d.stack_cache : CONCUR__STACK_CACHE_DEFAULT;
 #if defined(__linux__) && !defined(CONCUR_IO_POLL)
     L->backend = d.backend == CONCUR_BACKEND_POLL ? CONCUR_BACKEND_POLL : CONCUR_BACKEND_EPOLL;
 #else
@@ -6204,7 +6218,7 @@ CONCUR_API concur_procpool *concur_procpool_create(const concur_procpool_desc *d
     memset(&d, 0, sizeof d);
     if (desc) d = *desc;
     if (!concur__pp_desc_ok(&d)) { errno = EINVAL; return NULL; }
-    if (d.workers == 0) d.workers = concur__online_cpus();
+    if (d.workers == 0) d.workers = CONCUR__PROCS_DEFAULT();
     if (d.max_restarts == 0) d.max_restarts = 20;
     if (d.restart_window == 0) d.restart_window = 10;
     if (d.shm_threshold == 0) d.shm_threshold = CONCUR__PP_THRESHOLD_DEFAULT;

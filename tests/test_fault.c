@@ -392,9 +392,87 @@ static int scenario_procpool(void) {
 }
 #endif
 
+/* ---- the shrunken defaults of CONCUR_TESTING, with no failure armed ----
+   A deque of 8 records (deeper spawns run inline), a submission queue that starts at
+   2 and grows, a stack cache of 2, one worker process: each result must still be
+   exact. */
+typedef struct fib_arg { int n; long r; } fib_arg;
+
+static void fib_task(void *p) {
+    fib_arg *a = (fib_arg *)p;
+    if (a->n < 2) { a->r = a->n; return; }
+    fib_arg x = {a->n - 1, 0}, y = {a->n - 2, 0};
+    concur_group g;
+    CHECK_EQ(concur_group_init(&g, concur_pool_current()), 0);
+    CHECK_EQ(concur_spawn(&g, fib_task, &x), 0);
+    CHECK_EQ(concur_spawn(&g, fib_task, &y), 0);
+    CHECK_EQ(concur_group_wait(&g), 0);
+    a->r = x.r + y.r;
+}
+
+static void *fib_root(void *p) {
+    fib_task(p);
+    return p;
+}
+
+#ifndef CONCUR_NO_IO
+static void *co_square(void *p) {
+    intptr_t x = (intptr_t)p;
+    CHECK_EQ(concur_yield(), 0);
+    return (void *)(x * x);
+}
+#endif
+
+static void test_small_defaults(void) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 2});
+    REQUIRE(pool);
+    fib_arg f = {18, 0};
+    concur_future *ff = concur_pool_submit(pool, fib_root, &f);
+    enum { SUBMITS = 200 };
+    concur_future *fs[SUBMITS];
+    for (int i = 0; i < SUBMITS; i++) REQUIRE((fs[i] = concur_pool_submit(pool, return_arg, &fs[i])) != NULL);
+    for (int i = 0; i < SUBMITS; i++) {
+        void *v = NULL;
+        CHECK_EQ(concur_future_result(fs[i], 30, &v), 0);
+        CHECK(v == &fs[i]);
+        concur_future_release(fs[i]);
+    }
+    REQUIRE(ff);
+    CHECK_EQ(concur_future_wait(ff, 30), 0);
+    CHECK_EQ(f.r, 2584);
+    concur_future_release(ff);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+#ifndef CONCUR_NO_IO
+    concur_loop *L = concur_loop_create(NULL);
+    REQUIRE(L);
+    enum { COS = 20 };
+    concur_co *cos[COS];
+    for (intptr_t i = 0; i < COS; i++) REQUIRE((cos[i] = concur_go(L, co_square, (void *)i)) != NULL);
+    CHECK_EQ(concur_loop_run(L), 0);
+    for (intptr_t i = 0; i < COS; i++) {
+        void *r = NULL;
+        CHECK_EQ(concur_join(cos[i], 0, &r), 0);
+        CHECK((intptr_t)r == i * i);
+    }
+    CHECK_EQ(concur_loop_destroy(L), 0);
+#endif
+#ifndef CONCUR_NO_PROCESS
+    concur_procpool *pp = concur_procpool_create(NULL); /* one worker */
+    REQUIRE(pp);
+    int64_t in[10], out[10];
+    for (int i = 0; i < 10; i++) in[i] = i + 1;
+    CHECK_EQ(concur_procpool_map(pp, square_task, in, 10, sizeof in[0], out, sizeof out[0], 3, 30), 0);
+    for (int i = 0; i < 10; i++) CHECK_EQ(out[i], (int64_t)(i + 1) * (i + 1));
+    CHECK_EQ(concur_procpool_destroy(pp), 0);
+#endif
+    CHECK_EQ(threads_settle(base_threads), base_threads);
+    printf("     shrunken defaults: fork-join, 200 submits, 20 coroutines, a map: exact\n");
+}
+
 int main(void) {
     test_begin(240);
     base_threads = threads_now();
+    test_small_defaults();
     sweep("concur_chan_create", CONCUR_FAULT_MALLOC, scenario_chan);
     sweep("future create/then/bytes", CONCUR_FAULT_MALLOC, scenario_future);
     sweep("as_completed", CONCUR_FAULT_MALLOC, scenario_as_completed);
