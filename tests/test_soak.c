@@ -244,7 +244,8 @@ static void *engine_submitter(void *arg) {
     while (concur_now() < e->until) {
         for (int i = 0; i < JOBS; i++) {
             js[i].e = e;
-            js[i].n = (int64_t)(next_rand(&seed) % 100000);
+            /* The square travels back as a coroutine's void *: keep it within 31 bits. */
+            js[i].n = (int64_t)(next_rand(&seed) % 40000);
             js[i].coroutine_runs = 0;
             js[i].cancel = next_rand(&seed) % 4 == 0;
             fs[i] = concur_pool_submit(e->pool, engine_task, &js[i]);
