@@ -5438,8 +5438,6 @@ CONCUR__PRIVATE concur__ptask *concur__pp_take_queue(concur_procpool *pp) {
     return q;
 }
 
-/* Sends t to w; w->send_lock held. in/len: the input when it is not in a segment. A
-   failed send is left to the end-of-file handling, which fails the task. */
 CONCUR__PRIVATE void concur__pp_send_failed(concur__pworker *w, int rc) {
     /* A dead worker gives end of file by itself, but a send can also fail with the
        worker alive (ENOBUFS, ENOMEM), or stop halfway through a frame: it would wait
@@ -5448,6 +5446,8 @@ CONCUR__PRIVATE void concur__pp_send_failed(concur__pworker *w, int rc) {
     if (rc < 0) shutdown(w->fd, SHUT_RDWR);
 }
 
+/* Sends t to w; w->send_lock held. in/len: the input when it is not in a segment. A
+   failed send is left to the end-of-file handling, which fails the task. */
 CONCUR__PRIVATE void concur__pp_send_task(concur_procpool *pp, concur__pworker *w, concur__ptask *t,
                                           const void *in, size_t len) {
     concur__pframe h;
@@ -5686,9 +5686,9 @@ CONCUR__PRIVATE void concur__pp_on_frame(concur_procpool *pp, concur__pworker *w
             w->out_map = NULL;
             w->out_len = 0;
         }
-        struct stat st;
         if (w->out_fd >= 0 && h->arena > w->out_len) {
             if (w->out_map) munmap(w->out_map, w->out_len);
+            struct stat st;
             /* Pages past the end of the file would raise SIGBUS here, in the program:
                never map more than the worker's file holds, whatever the frame says. */
             void *m = fstat(w->out_fd, &st) == 0 && (uint64_t)st.st_size >= h->arena
