@@ -428,6 +428,246 @@ CONCUR_API int concur_group_wait(concur_group *g);
 CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end, int64_t grain,
                                    void (*body)(int64_t lo, int64_t hi, void *ctx), void *ctx);
 
+/* ---- typed fork-join tasks --------------------------------------------------------
+   The fastest fork-join, for recursive divide and conquer (the model of Lace and
+   Cilk): a task is a typed function declared with CONCUR_TASK_n or CONCUR_VOID_TASK_n
+   (n = 1..4 arguments), and in its body
+     CONCUR_SPAWN(name, args...)  queues a child, which an idle worker may steal;
+     CONCUR_CALL(name, args...)   runs a child at once, as a plain call;
+     CONCUR_SYNC(name)            joins the most recent spawn not yet joined and
+                                  evaluates to its return value.
+   Each task joins all of its own spawns, most recent first, and each SYNC names the
+   task that the matching SPAWN named. Arguments and the result travel by value in the
+   deque's record (at most CONCUR_TASK_PAYLOAD bytes of arguments, and a result of at
+   most that size; the types must be trivially copyable, and declarator types such as
+   function pointers need a typedef), and the worker's deque position is passed from task to
+   task in registers: a spawn and its join cost a few nanoseconds and never allocate.
+
+   From any thread, CONCUR_RUN(pool, name, &result, args...) runs a task in the pool
+   (pool NULL: the calling worker's) and waits for it: 0, -EINVAL (no pool),
+   CONCUR_ESHUTDOWN, -ENOMEM. For a void task pass NULL as the result. Inside a worker
+   of that pool it simply calls the task.
+
+   Typed tasks report failure through their return value (concur_task_fail is for
+   submitted and group tasks). Spawns beyond the deque's size (deque_size) run at once
+   and keep their results aside until joined, which allocates; if that allocation
+   fails the program is aborted with a message, as a stack overflow would end it.
+   Use concur_group and concur_spawn when the children are not known statically, or
+   are spawned into a group from other tasks.
+
+       CONCUR_TASK_1(long, fib, int, n) {
+           if (n < 2) return n;
+           CONCUR_SPAWN(fib, n - 1);
+           long b = CONCUR_CALL(fib, n - 2);
+           return CONCUR_SYNC(fib) + b;
+       }
+       ...
+       long f;
+       int rc = CONCUR_RUN(pool, fib, &f, 35);                                        */
+
+#define CONCUR_TASK_PAYLOAD 32
+
+/* A deque record (private: reached by the macros' inline code). */
+typedef struct concur__rec {
+    void (*fn)(void);
+    void *arg;
+    uintptr_t ctx;  /* group or future pointer | kind; 0 for a typed task */
+    uint32_t thief; /* 0, or 1 + index of the worker that stole it */
+    uint32_t done;  /* 0; 1 when the thief finished; 2 while the owner sleeps on it */
+    union {
+        unsigned char bytes[CONCUR_TASK_PAYLOAD];
+        void *p;
+        long long ll;
+        long double ld;
+    } payload; /* a typed task's arguments, then its result */
+} concur__rec;
+
+/* The part of a worker that typed tasks use (private). */
+typedef struct concur__fj {
+    /* Shared with thieves: its own cache line. */
+    uint64_t ts; /* tail in the low half, split in the high half */
+    uint32_t allstolen;
+    uint32_t movesplit;
+    char pad0[64 - 16];
+    /* Owner only. */
+    concur__rec *dq;
+    uint32_t head, split, cap;
+    uint32_t overflow_cap;     /* slots in `overflow` */
+    const uint32_t *sleepers;  /* the pool's count of sleeping workers */
+    unsigned char *overflow;   /* results of typed spawns beyond the deque */
+} concur__fj;
+
+CONCUR_API concur__fj *concur__fj_self(void);
+CONCUR_API void concur__fj_pushed(concur__fj *w, uint32_t h);
+CONCUR_API void concur__fj_sync(concur__fj *w);
+CONCUR_API void *concur__fj_overflow(concur__fj *w, uint32_t h);
+CONCUR_API int concur__fj_run(concur_pool *pool, void (*run)(void *args), void *args);
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define CONCUR__FJ_INLINE __attribute__((always_inline, unused)) static inline
+#  define CONCUR__FJ_UNUSED __attribute__((unused)) static
+#  define CONCUR__FJ_LIKELY(x) __builtin_expect(!!(x), 1)
+#else
+#  define CONCUR__FJ_INLINE static inline
+#  define CONCUR__FJ_UNUSED static
+#  define CONCUR__FJ_LIKELY(x) (x)
+#endif
+#define CONCUR__FJ_LIST(...) __VA_ARGS__
+
+#define CONCUR_SPAWN(name, ...) \
+    (concur__h = name##__concur_spawn(concur__w, concur__h, __VA_ARGS__))
+#define CONCUR_CALL(name, ...) name(concur__w, concur__h, __VA_ARGS__)
+#define CONCUR_SYNC(name) name##__concur_sync(concur__w, &concur__h)
+#define CONCUR_RUN(pool, name, result, ...) name##__concur_start((pool), (result), __VA_ARGS__)
+
+/* Pushes a typed record; the caller checked for room. */
+CONCUR__FJ_INLINE concur__rec *concur__fj_put(concur__fj *w, uint32_t h, void (*run)(void *)) {
+    concur__rec *r = &w->dq[h];
+    r->fn = (void (*)(void))run;
+    r->arg = &r->payload;
+    r->ctx = 0;
+    r->thief = 0;
+    r->done = 0;
+    return r;
+}
+
+/* After the arguments are in: publishes the new head, and hands over to the slow path
+   when thieves asked for work, took everything, or a worker sleeps. */
+CONCUR__FJ_INLINE uint32_t concur__fj_pushed_fast(concur__fj *w, uint32_t h) {
+    w->head = h + 1;
+    if (!CONCUR__FJ_LIKELY(!(__atomic_load_n(&w->allstolen, __ATOMIC_RELAXED) |
+                             __atomic_load_n(&w->movesplit, __ATOMIC_RELAXED) |
+                             __atomic_load_n(w->sleepers, __ATOMIC_RELAXED))))
+        concur__fj_pushed(w, h);
+    return h + 1;
+}
+
+/* The record at h is private and nobody asked for a share: pop it here. */
+CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
+    if (CONCUR__FJ_LIKELY(h >= w->split && h < w->cap &&
+                          !__atomic_load_n(&w->movesplit, __ATOMIC_RELAXED))) {
+        w->head = h;
+        return 1;
+    }
+    return 0;
+}
+
+#define CONCUR__FJ_ARGS(name, FIELDS, R_FIELD) \
+    typedef struct name##__concur_in { CONCUR__FJ_LIST FIELDS } name##__concur_in; \
+    typedef union name##__concur_args { \
+        name##__concur_in in; \
+        R_FIELD \
+    } name##__concur_args; \
+    typedef char name##__concur_fits[sizeof(name##__concur_args) <= CONCUR_TASK_PAYLOAD ? 1 : -1];
+
+#define CONCUR__FJ_TASK(R, name, PARAMS, ARGS, FIELDS, STORE, FROM_P) \
+    CONCUR__FJ_ARGS(name, FIELDS, R out;) \
+    static R name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS); \
+    CONCUR__FJ_UNUSED void name##__concur_run(void *concur__a) { \
+        name##__concur_args *concur__p = (name##__concur_args *)concur__a; \
+        concur__fj *concur__w = concur__fj_self(); \
+        R concur__r = name(concur__w, concur__w->head, CONCUR__FJ_LIST FROM_P); \
+        concur__p->out = concur__r; \
+    } \
+    CONCUR__FJ_INLINE uint32_t name##__concur_spawn(concur__fj *concur__w, uint32_t concur__h, \
+                                                    CONCUR__FJ_LIST PARAMS) { \
+        if (!CONCUR__FJ_LIKELY(concur__h < concur__w->cap)) { \
+            R concur__r = name(concur__w, concur__h + 1, CONCUR__FJ_LIST ARGS); \
+            *(R *)concur__fj_overflow(concur__w, concur__h) = concur__r; \
+            return concur__h + 1; \
+        } \
+        concur__rec *concur__rec_ = concur__fj_put(concur__w, concur__h, name##__concur_run); \
+        name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__rec_->payload; \
+        CONCUR__FJ_LIST STORE \
+        return concur__fj_pushed_fast(concur__w, concur__h); \
+    } \
+    CONCUR__FJ_INLINE R name##__concur_sync(concur__fj *concur__w, uint32_t *concur__hp) { \
+        uint32_t concur__h = --*concur__hp; \
+        name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__w->dq[concur__h].payload; \
+        if (concur__fj_pop_fast(concur__w, concur__h)) \
+            return name(concur__w, concur__h, CONCUR__FJ_LIST FROM_P); \
+        if (concur__h >= concur__w->cap) return *(R *)concur__fj_overflow(concur__w, concur__h); \
+        concur__fj_sync(concur__w); \
+        return concur__p->out; \
+    } \
+    CONCUR__FJ_UNUSED int name##__concur_start(concur_pool *concur__pool, R *concur__result, \
+                                               CONCUR__FJ_LIST PARAMS) { \
+        name##__concur_args concur__args, *concur__p = &concur__args; \
+        CONCUR__FJ_LIST STORE \
+        int concur__rc = concur__fj_run(concur__pool, name##__concur_run, concur__p); \
+        if (concur__rc == 0 && concur__result) *concur__result = concur__p->out; \
+        return concur__rc; \
+    } \
+    static R name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS)
+
+#define CONCUR__FJ_VOID_TASK(name, PARAMS, ARGS, FIELDS, STORE, FROM_P) \
+    CONCUR__FJ_ARGS(name, FIELDS, ) \
+    static void name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS); \
+    CONCUR__FJ_UNUSED void name##__concur_run(void *concur__a) { \
+        name##__concur_args *concur__p = (name##__concur_args *)concur__a; \
+        concur__fj *concur__w = concur__fj_self(); \
+        name(concur__w, concur__w->head, CONCUR__FJ_LIST FROM_P); \
+    } \
+    CONCUR__FJ_INLINE uint32_t name##__concur_spawn(concur__fj *concur__w, uint32_t concur__h, \
+                                                    CONCUR__FJ_LIST PARAMS) { \
+        if (!CONCUR__FJ_LIKELY(concur__h < concur__w->cap)) { \
+            name(concur__w, concur__h + 1, CONCUR__FJ_LIST ARGS); \
+            return concur__h + 1; \
+        } \
+        concur__rec *concur__rec_ = concur__fj_put(concur__w, concur__h, name##__concur_run); \
+        name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__rec_->payload; \
+        CONCUR__FJ_LIST STORE \
+        return concur__fj_pushed_fast(concur__w, concur__h); \
+    } \
+    CONCUR__FJ_INLINE void name##__concur_sync(concur__fj *concur__w, uint32_t *concur__hp) { \
+        uint32_t concur__h = --*concur__hp; \
+        name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__w->dq[concur__h].payload; \
+        if (concur__fj_pop_fast(concur__w, concur__h)) { \
+            name(concur__w, concur__h, CONCUR__FJ_LIST FROM_P); \
+            return; \
+        } \
+        if (concur__h < concur__w->cap) concur__fj_sync(concur__w); \
+    } \
+    CONCUR__FJ_UNUSED int name##__concur_start(concur_pool *concur__pool, void *concur__result, \
+                                               CONCUR__FJ_LIST PARAMS) { \
+        name##__concur_args concur__args, *concur__p = &concur__args; \
+        (void)concur__result; \
+        CONCUR__FJ_LIST STORE \
+        return concur__fj_run(concur__pool, name##__concur_run, concur__p); \
+    } \
+    static void name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS)
+
+#define CONCUR__FJ_1(T1, a1) (T1 a1), (a1), (T1 a1;), (concur__p->in.a1 = a1;), (concur__p->in.a1)
+#define CONCUR__FJ_2(T1, a1, T2, a2) (T1 a1, T2 a2), (a1, a2), (T1 a1; T2 a2;), \
+    (concur__p->in.a1 = a1; concur__p->in.a2 = a2;), (concur__p->in.a1, concur__p->in.a2)
+#define CONCUR__FJ_3(T1, a1, T2, a2, T3, a3) (T1 a1, T2 a2, T3 a3), (a1, a2, a3), \
+    (T1 a1; T2 a2; T3 a3;), \
+    (concur__p->in.a1 = a1; concur__p->in.a2 = a2; concur__p->in.a3 = a3;), \
+    (concur__p->in.a1, concur__p->in.a2, concur__p->in.a3)
+#define CONCUR__FJ_4(T1, a1, T2, a2, T3, a3, T4, a4) (T1 a1, T2 a2, T3 a3, T4 a4), \
+    (a1, a2, a3, a4), (T1 a1; T2 a2; T3 a3; T4 a4;), \
+    (concur__p->in.a1 = a1; concur__p->in.a2 = a2; concur__p->in.a3 = a3; concur__p->in.a4 = a4;), \
+    (concur__p->in.a1, concur__p->in.a2, concur__p->in.a3, concur__p->in.a4)
+/* One more expansion step, so that the lists above split into separate arguments. */
+#define CONCUR__FJ_EXPAND(m, args) m args
+
+#define CONCUR_TASK_1(R, name, T1, a1) \
+    CONCUR__FJ_EXPAND(CONCUR__FJ_TASK, (R, name, CONCUR__FJ_1(T1, a1)))
+#define CONCUR_TASK_2(R, name, T1, a1, T2, a2) \
+    CONCUR__FJ_EXPAND(CONCUR__FJ_TASK, (R, name, CONCUR__FJ_2(T1, a1, T2, a2)))
+#define CONCUR_TASK_3(R, name, T1, a1, T2, a2, T3, a3) \
+    CONCUR__FJ_EXPAND(CONCUR__FJ_TASK, (R, name, CONCUR__FJ_3(T1, a1, T2, a2, T3, a3)))
+#define CONCUR_TASK_4(R, name, T1, a1, T2, a2, T3, a3, T4, a4) \
+    CONCUR__FJ_EXPAND(CONCUR__FJ_TASK, (R, name, CONCUR__FJ_4(T1, a1, T2, a2, T3, a3, T4, a4)))
+#define CONCUR_VOID_TASK_1(name, T1, a1) \
+    CONCUR__FJ_EXPAND(CONCUR__FJ_VOID_TASK, (name, CONCUR__FJ_1(T1, a1)))
+#define CONCUR_VOID_TASK_2(name, T1, a1, T2, a2) \
+    CONCUR__FJ_EXPAND(CONCUR__FJ_VOID_TASK, (name, CONCUR__FJ_2(T1, a1, T2, a2)))
+#define CONCUR_VOID_TASK_3(name, T1, a1, T2, a2, T3, a3) \
+    CONCUR__FJ_EXPAND(CONCUR__FJ_VOID_TASK, (name, CONCUR__FJ_3(T1, a1, T2, a2, T3, a3)))
+#define CONCUR_VOID_TASK_4(name, T1, a1, T2, a2, T3, a3, T4, a4) \
+    CONCUR__FJ_EXPAND(CONCUR__FJ_VOID_TASK, (name, CONCUR__FJ_4(T1, a1, T2, a2, T3, a3, T4, a4)))
+
 #ifndef CONCUR_NO_PROCESS
 /* ---- process pool (multiprocessing's job) -----------------------------------------
    Worker processes for work that must not take the program down: a task that
@@ -2069,24 +2309,10 @@ enum {
 
 typedef void (*concur__fnptr)(void);
 
-typedef struct concur__rec {
-    concur__fnptr fn;
-    void *arg;
-    uintptr_t ctx;  /* group or future pointer | kind */
-    uint32_t thief; /* 0, or 1 + index of the worker that stole it */
-    uint32_t done;  /* 0; 1 when the thief finished; 2 while the owner sleeps on it */
-} concur__rec;
 
 typedef struct concur__worker concur__worker;
 struct concur__worker {
-    /* Shared with thieves: its own cache line. */
-    uint64_t ts; /* tail in the low half, split in the high half */
-    uint32_t allstolen;
-    uint32_t movesplit;
-    char pad0[64 - 16];
-    /* Owner only. */
-    concur__rec *dq;
-    uint32_t head, split, cap;
+    concur__fj fj; /* first: the deque, which typed tasks reach from the header */
     uint32_t help_depth;
     concur_pool *pool;
     int index;
@@ -2175,7 +2401,7 @@ CONCUR__PRIVATE void concur__group_record_error(concur_group *g, int err) {
 CONCUR__HOT void concur__dq_sync_top(concur__worker *w);
 
 CONCUR__COLD void concur__drain(concur__worker *w, uint32_t h0) {
-    while (w->head > h0) concur__dq_sync_top(w);
+    while (w->fj.head > h0) concur__dq_sync_top(w);
 }
 
 /* Runs a submitted task whose future the caller has just moved to RUNNING. */
@@ -2193,12 +2419,12 @@ CONCUR__PRIVATE void concur__run_claimed(concur_future *f, concur__fnptr fn, voi
 }
 
 CONCUR__COLD void concur__run_submit(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
-    uint32_t h0 = w->head;
+    uint32_t h0 = w->fj.head;
     concur_future *f = (concur_future *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
     /* Fails when the task was cancelled, or already run by a worker waiting on it. */
     if (concur_future_set_running(f) == 0) concur__run_claimed(f, fn, arg);
     concur_future_release(f); /* the pool's reference */
-    if (w->head > h0) concur__drain(w, h0);
+    if (w->fj.head > h0) concur__drain(w, h0);
 }
 
 /* A worker waiting on a pending task of its own pool runs it inline (ForkJoinPool's
@@ -2216,9 +2442,9 @@ CONCUR__PRIVATE int concur__pool_run_inline(concur_future *f) {
     if (concur_future_set_running(f) != 0) return 0;
     concur__fnptr fn = (concur__fnptr)f->bu.task_fn;
     void *arg = f->vu.task_arg;
-    uint32_t h0 = w->head;
+    uint32_t h0 = w->fj.head;
     concur__run_claimed(f, fn, arg);
-    if (w->head > h0) concur__drain(w, h0);
+    if (w->fj.head > h0) concur__drain(w, h0);
     return 1;
 }
 
@@ -2230,12 +2456,12 @@ CONCUR__HOT void concur__run(concur__worker *w, concur__fnptr fn, void *arg, uin
         concur__run_submit(w, fn, arg, ctx);
         return;
     }
-    uint32_t h0 = w->head;
+    uint32_t h0 = w->fj.head;
     uintptr_t saved = concur__cur_ctx;
     concur__cur_ctx = ctx;
     ((void (*)(void *))fn)(arg);
     concur__cur_ctx = saved;
-    if (CONCUR__UNLIKELY(w->head > h0)) concur__drain(w, h0);
+    if (CONCUR__UNLIKELY(w->fj.head > h0)) concur__drain(w, h0);
     /* Last: the group's owner may return (and the group vanish) right after. */
     if (CONCUR__UNLIKELY(kind == CONCUR__REC_TRACKED)) {
         concur_group *g = (concur_group *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
@@ -2247,14 +2473,14 @@ CONCUR__HOT void concur__run(concur__worker *w, concur__fnptr fn, void *arg, uin
 
 /* Owner: makes about half of the private records shared, on a thief's request. */
 CONCUR__PRIVATE void concur__dq_grow_split(concur__worker *w) {
-    concur__store(&w->movesplit, 0, RELAXED);
-    uint32_t h = w->head, s = w->split;
+    concur__store(&w->fj.movesplit, 0, RELAXED);
+    uint32_t h = w->fj.head, s = w->fj.split;
     if (h <= s) return;
     uint32_t ns = s + (h - s + 1) / 2;
-    uint64_t old = concur__load(&w->ts, RELAXED);
+    uint64_t old = concur__load(&w->fj.ts, RELAXED);
     /* Thieves may move tail meanwhile; split is only ever changed by us. */
-    while (!concur__cas(&w->ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), ns), RELEASE)) {}
-    w->split = ns;
+    while (!concur__cas(&w->fj.ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), ns), RELEASE)) {}
+    w->fj.split = ns;
     concur__pool_notify(w->pool, 0);
 }
 
@@ -2264,16 +2490,16 @@ CONCUR__PRIVATE void concur__dq_grow_split(concur__worker *w) {
    worker). The hint is gated: at most one wake-up in flight. */
 CONCUR__COLD void concur__dq_push_slow(concur__worker *w, uint32_t h) {
     if (concur__load(&w->pool->sleepers, RELAXED)) concur__pool_notify(w->pool, 0);
-    if (concur__load(&w->allstolen, RELAXED)) {
+    if (concur__load(&w->fj.allstolen, RELAXED)) {
         /* Everything below was stolen: restart the shared region here, with this
            record shared at once since thieves are evidently hungry. No thief CASes
            while tail == split, so a plain store is safe. */
-        concur__store(&w->ts, CONCUR__TS(h, h + 1), RELEASE);
-        w->split = h + 1;
-        concur__store(&w->movesplit, 0, RELAXED);
-        concur__store(&w->allstolen, 0, RELEASE);
+        concur__store(&w->fj.ts, CONCUR__TS(h, h + 1), RELEASE);
+        w->fj.split = h + 1;
+        concur__store(&w->fj.movesplit, 0, RELAXED);
+        concur__store(&w->fj.allstolen, 0, RELEASE);
         concur__pool_notify(w->pool, 0);
-    } else if (concur__load(&w->movesplit, RELAXED)) {
+    } else if (concur__load(&w->fj.movesplit, RELAXED)) {
         concur__dq_grow_split(w);
     }
 }
@@ -2282,42 +2508,42 @@ CONCUR__COLD void concur__dq_push_slow(concur__worker *w, uint32_t h) {
    concur__dq_push_slow must follow: thieves asked for work, took everything, or a
    worker sleeps. It does not call it itself, so that concur_spawn can stay a leaf. */
 CONCUR__HOT int concur__dq_put(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
-    uint32_t h = w->head;
-    CONCUR__CHECK(h < w->cap);
-    CONCUR__CHECK(concur__load(&w->allstolen, RELAXED) ||
-                  CONCUR__TS_TAIL(concur__load(&w->ts, RELAXED)) <= h);
-    concur__rec *r = &w->dq[h];
+    uint32_t h = w->fj.head;
+    CONCUR__CHECK(h < w->fj.cap);
+    CONCUR__CHECK(concur__load(&w->fj.allstolen, RELAXED) ||
+                  CONCUR__TS_TAIL(concur__load(&w->fj.ts, RELAXED)) <= h);
+    concur__rec *r = &w->fj.dq[h];
     r->fn = fn;
     r->arg = arg;
     r->ctx = ctx;
     concur__store(&r->thief, 0, RELAXED);
     concur__store(&r->done, 0, RELAXED);
-    w->head = h + 1;
-    return (int)(concur__load(&w->allstolen, RELAXED) | concur__load(&w->movesplit, RELAXED) |
+    w->fj.head = h + 1;
+    return (int)(concur__load(&w->fj.allstolen, RELAXED) | concur__load(&w->fj.movesplit, RELAXED) |
                  concur__load(&w->pool->sleepers, RELAXED));
 }
 
 /* Owner: pushes a record; 0 when the deque is full. */
 CONCUR__HOT int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
-    if (CONCUR__UNLIKELY(w->head == w->cap)) return 0;
-    if (CONCUR__UNLIKELY(concur__dq_put(w, fn, arg, ctx))) concur__dq_push_slow(w, w->head - 1);
+    if (CONCUR__UNLIKELY(w->fj.head == w->fj.cap)) return 0;
+    if (CONCUR__UNLIKELY(concur__dq_put(w, fn, arg, ctx))) concur__dq_push_slow(w, w->fj.head - 1);
     return 1;
 }
 
 /* Owner: tries to take shared records back so that head-1 becomes private.
    Returns 0 when every shared record has been stolen. */
 CONCUR__PRIVATE int concur__dq_shrink(concur__worker *w) {
-    uint64_t old = concur__load(&w->ts, ACQUIRE);
+    uint64_t old = concur__load(&w->fj.ts, ACQUIRE);
     for (;;) {
         uint32_t tail = CONCUR__TS_TAIL(old), s = CONCUR__TS_SPLIT(old);
         if (tail >= s) {
-            concur__store(&w->allstolen, 1, RELAXED);
+            concur__store(&w->fj.allstolen, 1, RELAXED);
             return 0;
         }
         /* Keep the older half shared; head-1 == s-1 >= the new split. */
         uint32_t ns = tail + (s - tail) / 2;
-        if (concur__cas(&w->ts, &old, CONCUR__TS(tail, ns), ACQ_REL)) {
-            w->split = ns;
+        if (concur__cas(&w->fj.ts, &old, CONCUR__TS(tail, ns), ACQ_REL)) {
+            w->fj.split = ns;
             return 1;
         }
     }
@@ -2352,43 +2578,43 @@ CONCUR__PRIVATE void concur__leapfrog(concur__worker *w, concur__rec *r) {
 
 /* Owner: pops record t, which nobody else can take any more, and runs it. */
 CONCUR__HOT void concur__dq_pop_run(concur__worker *w, uint32_t t) {
-    concur__rec *r = &w->dq[t];
+    concur__rec *r = &w->fj.dq[t];
     concur__fnptr fn = r->fn;
     void *arg = r->arg;
     uintptr_t ctx = r->ctx;
-    w->head = t; /* the task may push at t again */
+    w->fj.head = t; /* the task may push at t again */
     concur__run(w, fn, arg, ctx);
 }
 
 /* Owner: the top record is in the shared part: take it back or wait for its thief. */
 CONCUR__COLD void concur__dq_sync_slow(concur__worker *w) {
-    uint32_t t = w->head - 1;
-    concur__rec *r = &w->dq[t];
-    if (!concur__load(&w->allstolen, RELAXED) && concur__dq_shrink(w)) {
+    uint32_t t = w->fj.head - 1;
+    concur__rec *r = &w->fj.dq[t];
+    if (!concur__load(&w->fj.allstolen, RELAXED) && concur__dq_shrink(w)) {
         concur__dq_pop_run(w, t);
         return;
     }
     concur__leapfrog(w, r);
-    w->head = t;
+    w->fj.head = t;
     /* Tasks stolen back during the leapfrog pushed at t+1 and may have restarted the
        shared region there, leaving tail above head. Every record below a stolen one
        was stolen too, so say so: the next sync takes the stolen path and the next
        push restarts the shared region at the right place. Invariant kept: when
        allstolen is clear, tail <= split <= head. */
-    concur__store(&w->allstolen, 1, RELAXED);
+    concur__store(&w->fj.allstolen, 1, RELAXED);
 }
 
 /* Owner: makes sure the top record has run, running it here when it was private. */
 CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
-    uint32_t t = w->head - 1;
-    if (CONCUR__LIKELY(t >= w->split)) {
+    uint32_t t = w->fj.head - 1;
+    if (CONCUR__LIKELY(t >= w->fj.split)) {
         /* A thief is idle while we work through private records: share some now
            rather than at our next spawn, which may be long in coming (a parallel
            for's leaves only pop). The record we are about to take stays private. */
-        if (CONCUR__UNLIKELY(concur__load(&w->movesplit, RELAXED)) && t > w->split) {
-            w->head = t;
+        if (CONCUR__UNLIKELY(concur__load(&w->fj.movesplit, RELAXED)) && t > w->fj.split) {
+            w->fj.head = t;
             concur__dq_grow_split(w);
-            w->head = t + 1;
+            w->fj.head = t + 1;
         }
         concur__dq_pop_run(w, t);
         return;
@@ -2398,15 +2624,15 @@ CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
 
 /* Thief: takes the oldest shared record of v and runs it. 1 when it ran one. */
 CONCUR__PRIVATE int concur__steal_from(concur__worker *self, concur__worker *v) {
-    if (v == self || concur__load(&v->allstolen, ACQUIRE)) return 0;
-    uint64_t old = concur__load(&v->ts, ACQUIRE);
+    if (v == self || concur__load(&v->fj.allstolen, ACQUIRE)) return 0;
+    uint64_t old = concur__load(&v->fj.ts, ACQUIRE);
     uint32_t tail = CONCUR__TS_TAIL(old), s = CONCUR__TS_SPLIT(old);
     if (tail >= s) {
-        if (!concur__load(&v->movesplit, RELAXED)) concur__store(&v->movesplit, 1, RELAXED);
+        if (!concur__load(&v->fj.movesplit, RELAXED)) concur__store(&v->fj.movesplit, 1, RELAXED);
         return 0;
     }
-    if (!concur__cas(&v->ts, &old, CONCUR__TS(tail + 1, s), ACQ_REL)) return 0;
-    concur__rec *r = &v->dq[tail];
+    if (!concur__cas(&v->fj.ts, &old, CONCUR__TS(tail + 1, s), ACQ_REL)) return 0;
+    concur__rec *r = &v->fj.dq[tail];
     concur__fnptr fn = r->fn;
     void *arg = r->arg;
     uintptr_t ctx = r->ctx;
@@ -2479,22 +2705,22 @@ CONCUR__PRIVATE int concur__take_injected(concur__worker *w) {
     concur__unlock(&p->qlock);
     if (n == 0) return 0;
     if (more) concur__pool_notify(p, 0); /* cascade */
-    uint32_t h0 = w->head;
+    uint32_t h0 = w->fj.head;
     /* Pushed newest first so that the owner, popping from the top, runs them in
        submission order while thieves take from the other end. */
     for (uint32_t i = n; i-- > 0;) {
         if (!concur__dq_push(w, batch[i].fn, batch[i].arg, batch[i].ctx))
             concur__run(w, batch[i].fn, batch[i].arg, batch[i].ctx);
     }
-    if (w->head > h0 + 1 && w->split < w->head && !concur__load(&w->allstolen, RELAXED)) {
+    if (w->fj.head > h0 + 1 && w->fj.split < w->fj.head && !concur__load(&w->fj.allstolen, RELAXED)) {
         /* Share the whole batch: these are independent tasks, and a slow one must
            not hold the others back. Any record may be shared; sync handles it. */
-        uint64_t old = concur__load(&w->ts, RELAXED);
-        while (!concur__cas(&w->ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), w->head), RELEASE)) {}
-        w->split = w->head;
+        uint64_t old = concur__load(&w->fj.ts, RELAXED);
+        while (!concur__cas(&w->fj.ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), w->fj.head), RELEASE)) {}
+        w->fj.split = w->fj.head;
         concur__pool_notify(p, 0);
     }
-    while (w->head > h0) concur__dq_sync_top(w);
+    while (w->fj.head > h0) concur__dq_sync_top(w);
     return 1;
 }
 
@@ -2520,8 +2746,8 @@ CONCUR__PRIVATE int concur__work_visible(concur_pool *p) {
     if (concur__load(&p->qlen, RELAXED) > 0) return 1;
     for (int i = 0; i < p->nworkers; i++) {
         concur__worker *v = &p->workers[i];
-        uint64_t ts = concur__load(&v->ts, RELAXED);
-        if (!concur__load(&v->allstolen, RELAXED) && CONCUR__TS_TAIL(ts) < CONCUR__TS_SPLIT(ts))
+        uint64_t ts = concur__load(&v->fj.ts, RELAXED);
+        if (!concur__load(&v->fj.allstolen, RELAXED) && CONCUR__TS_TAIL(ts) < CONCUR__TS_SPLIT(ts))
             return 1;
     }
     return 0;
@@ -2633,7 +2859,10 @@ CONCUR__PRIVATE void concur__pool_join(concur_pool *p) {
 }
 
 CONCUR__PRIVATE void concur__pool_free(concur_pool *p) {
-    for (int i = 0; i < p->nworkers; i++) CONCUR_FREE(p->workers[i].dq);
+    for (int i = 0; i < p->nworkers; i++) {
+        CONCUR_FREE(p->workers[i].fj.dq);
+        CONCUR_FREE(p->workers[i].fj.overflow);
+    }
     CONCUR_FREE(p->workers_mem);
     CONCUR_FREE(p->q);
     CONCUR_FREE(p);
@@ -2664,13 +2893,14 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
         concur__worker *w = &p->workers[i];
         w->pool = p;
         w->index = i;
-        w->cap = cap;
-        w->allstolen = 1; /* so the first spawn is shared at once */
+        w->fj.cap = cap;
+        w->fj.sleepers = &p->sleepers;
+        w->fj.allstolen = 1; /* so the first spawn is shared at once */
         w->rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
         w->sched.park = concur__worker_park;
         w->sched.unpark = NULL; /* waiters on a worker are woken by futex address */
-        w->dq = (concur__rec *)concur__malloc(cap * sizeof(concur__rec));
-        if (!w->dq) { concur__pool_free(p); errno = ENOMEM; return NULL; }
+        w->fj.dq = (concur__rec *)concur__malloc(cap * sizeof(concur__rec));
+        if (!w->fj.dq) { concur__pool_free(p); errno = ENOMEM; return NULL; }
     }
     for (int i = 0; i < n; i++) {
         int rc = concur__thread_start(&p->workers[i].tid, concur__worker_main, &p->workers[i]);
@@ -2790,7 +3020,7 @@ CONCUR_API int concur_group_init(concur_group *g, concur_pool *pool) {
     g->concur__remote_used = 0;
     if (w && w->pool == pool) {
         g->concur__worker = w;
-        g->concur__base = w->head;
+        g->concur__base = w->fj.head;
     } else {
         g->concur__worker = NULL;
         g->concur__base = 0;
@@ -2844,10 +3074,10 @@ CONCUR__COLD int concur__spawn_pushed_slow(concur__worker *w, uint32_t h) {
    is a leaf function: every other case is a tail call, so no registers are saved. */
 CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
     concur__worker *w = concur__cur_worker;
-    if (CONCUR__UNLIKELY(!g || !fn || !w || w != g->concur__worker || w->head == w->cap))
+    if (CONCUR__UNLIKELY(!g || !fn || !w || w != g->concur__worker || w->fj.head == w->fj.cap))
         return concur__spawn_slow(g, fn, arg);
     if (CONCUR__UNLIKELY(concur__dq_put(w, (concur__fnptr)fn, arg, (uintptr_t)g)))
-        return concur__spawn_pushed_slow(w, w->head - 1);
+        return concur__spawn_pushed_slow(w, w->fj.head - 1);
     return 0;
 }
 
@@ -2859,7 +3089,7 @@ CONCUR_API int concur_group_wait(concur_group *g) {
             CONCUR__CHECK(!"concur_group_wait: not the worker that initialised the group");
             return -EPERM;
         }
-        while (w->head > g->concur__base) concur__dq_sync_top(w);
+        while (w->fj.head > g->concur__base) concur__dq_sync_top(w);
     }
     /* Remote children were counted by spawns that happened before the local ones
        were joined (or on this thread), so the flag is visible here when it matters;
@@ -2871,6 +3101,71 @@ CONCUR_API int concur_group_wait(concur_group *g) {
     int32_t err = concur__load(&g->concur__error, RELAXED);
     if (err) concur__store(&g->concur__error, 0, RELAXED);
     return err;
+}
+
+/* ---- typed tasks: the slow paths of the header's inline code ---- */
+
+CONCUR_API concur__fj *concur__fj_self(void) {
+    return concur__cur_worker ? &concur__cur_worker->fj : NULL;
+}
+
+CONCUR_API void concur__fj_pushed(concur__fj *w, uint32_t h) {
+    concur__dq_push_slow((concur__worker *)w, h);
+}
+
+CONCUR_API void concur__fj_sync(concur__fj *w) {
+    concur__dq_sync_top((concur__worker *)w);
+}
+
+/* Storage for the result of the typed spawn at virtual position h >= cap, which ran
+   at once because the deque was full. Only the owner touches it, and nobody keeps a
+   pointer into it across a task, so it may move when it grows. */
+CONCUR_API void *concur__fj_overflow(concur__fj *w, uint32_t h) {
+    uint32_t i = h - w->cap;
+    if (i >= w->overflow_cap) {
+        uint32_t ncap = w->overflow_cap ? w->overflow_cap * 2 : 64;
+        while (ncap <= i) ncap *= 2;
+        void *n = CONCUR_REALLOC(w->overflow, (size_t)ncap * CONCUR_TASK_PAYLOAD);
+        if (!n) {
+            /* A void spawn cannot report it, and the result has nowhere else to go. */
+            fprintf(stderr, "concur: out of memory for the results of %u typed spawns beyond "
+                            "the deque (deque_size %u); raise deque_size\n",
+                    (unsigned)(i + 1), (unsigned)w->cap);
+            abort();
+        }
+        w->overflow = (unsigned char *)n;
+        w->overflow_cap = ncap;
+    }
+    return w->overflow + (size_t)i * CONCUR_TASK_PAYLOAD;
+}
+
+typedef struct concur__fj_entry {
+    void (*run)(void *args);
+    void *args;
+} concur__fj_entry;
+
+CONCUR__PRIVATE void *concur__fj_enter(void *arg) {
+    concur__fj_entry *e = (concur__fj_entry *)arg;
+    e->run(e->args);
+    return NULL;
+}
+
+CONCUR_API int concur__fj_run(concur_pool *pool, void (*run)(void *args), void *args) {
+    concur__worker *w = concur__cur_worker;
+    if (!pool) pool = w ? w->pool : NULL;
+    if (!pool || !run) return -EINVAL;
+    if (w && w->pool == pool) {
+        run(args);
+        return 0;
+    }
+    concur__fj_entry e;
+    e.run = run;
+    e.args = args;
+    concur_future *f = concur_pool_submit(pool, concur__fj_enter, &e);
+    if (!f) return -errno;
+    int rc = concur_future_result(f, CONCUR_FOREVER, NULL);
+    concur_future_release(f);
+    return rc;
 }
 
 /* ---- parallel for: recursive halving, so thieves take the biggest halves ---- */

@@ -421,6 +421,198 @@ static void test_parallel_for(void) {
     CHECK_EQ(concur_pool_destroy(pool), 0);
 }
 
+/* ---- typed tasks ---- */
+
+CONCUR_TASK_1(long, tfib, int, n) {
+    if (n < 2) return n;
+    CONCUR_SPAWN(tfib, n - 1);
+    long b = CONCUR_CALL(tfib, n - 2);
+    return CONCUR_SYNC(tfib) + b;
+}
+
+static void typed_fib_with(int threads, int deque_size) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = threads, .deque_size = deque_size});
+    REQUIRE(pool);
+    int n = getenv("CONCUR_TEST_QUICK") ? 20 : 25;
+    for (int round = 0; round < 3; round++) {
+        long r = -1;
+        CHECK_EQ(CONCUR_RUN(pool, tfib, &r, n), 0);
+        CHECK_EQ(r, fib_plain(n));
+    }
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
+static void test_typed_fib(void) {
+    typed_fib_with(1, 0);
+    typed_fib_with(2, 0);
+    typed_fib_with(8, 0); /* oversubscribed */
+    typed_fib_with(3, 4); /* deeper than the deque: spawns run at once */
+}
+
+/* Four arguments of different types, and a result that is a struct. */
+typedef struct tmix { double d; long long ll; } tmix;
+
+CONCUR_TASK_4(tmix, tmixed, double, x, char, c, short, depth, const long long *, add) {
+    tmix out;
+    if (depth == 0) {
+        out.d = x;
+        out.ll = (long long)c + *add;
+        return out;
+    }
+    CONCUR_SPAWN(tmixed, x * 2, (char)(c + 1), (short)(depth - 1), add);
+    CONCUR_SPAWN(tmixed, x * 3, (char)(c + 2), (short)(depth - 1), add);
+    tmix b = CONCUR_SYNC(tmixed);
+    tmix a = CONCUR_SYNC(tmixed);
+    out.d = a.d + b.d;
+    out.ll = a.ll + b.ll;
+    return out;
+}
+
+static void tmixed_plain(double x, int c, int depth, long long add, double *d, long long *ll) {
+    if (depth == 0) { *d += x; *ll += c + add; return; }
+    tmixed_plain(x * 2, c + 1, depth - 1, add, d, ll);
+    tmixed_plain(x * 3, c + 2, depth - 1, add, d, ll);
+}
+
+/* A loop of spawns then a loop of joins, as many as the deque holds and beyond. */
+CONCUR_VOID_TASK_3(tsquare_into, long *, out, int, lo, int, hi) {
+    if (hi - lo == 1) {
+        out[lo] = (long)lo * lo;
+        return;
+    }
+    int mid = lo + (hi - lo) / 2;
+    CONCUR_SPAWN(tsquare_into, out, lo, mid);
+    CONCUR_CALL(tsquare_into, out, mid, hi);
+    CONCUR_SYNC(tsquare_into);
+}
+
+CONCUR_VOID_TASK_2(tsquares_wide, long *, out, int, n) {
+    for (int i = 0; i < n; i++) CONCUR_SPAWN(tsquare_into, out, i, i + 1);
+    for (int i = 0; i < n; i++) CONCUR_SYNC(tsquare_into);
+}
+
+CONCUR_TASK_2(long, tsum_wide, int, n, int, k) {
+    /* results of the wide spawns, beyond the deque too, come back in reverse order */
+    for (int i = 0; i < n; i++) CONCUR_SPAWN(tfib, k + i % 3);
+    long s = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        long v = CONCUR_SYNC(tfib);
+        if (v != fib_plain(k + i % 3)) return -1;
+        s += v;
+    }
+    return s;
+}
+
+static void test_typed_shapes(void) {
+    for (int deque_size = 0; deque_size <= 16; deque_size += 16) {
+        concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 2, .deque_size = deque_size});
+        REQUIRE(pool);
+        long long add = 1000;
+        tmix m;
+        memset(&m, 0, sizeof m);
+        CHECK_EQ(CONCUR_RUN(pool, tmixed, &m, 1.5, 'a', 10, &add), 0);
+        double d = 0;
+        long long ll = 0;
+        tmixed_plain(1.5, 'a', 10, add, &d, &ll);
+        CHECK(m.d == d);
+        CHECK_EQ(m.ll, ll);
+
+        enum { N = 3000 };
+        long *out = (long *)calloc(N, sizeof *out);
+        REQUIRE(out);
+        CHECK_EQ(CONCUR_RUN(pool, tsquares_wide, NULL, out, N), 0);
+        long bad = 0;
+        for (int i = 0; i < N; i++) bad += out[i] != (long)i * i;
+        CHECK_EQ(bad, 0);
+        memset(out, 0, N * sizeof *out);
+        CHECK_EQ(CONCUR_RUN(pool, tsquare_into, NULL, out, 0, N), 0);
+        bad = 0;
+        for (int i = 0; i < N; i++) bad += out[i] != (long)i * i;
+        CHECK_EQ(bad, 0);
+        free(out);
+
+        long s = -2, expect = 0;
+        for (int i = 0; i < 500; i++) expect += fib_plain(8 + i % 3);
+        CHECK_EQ(CONCUR_RUN(pool, tsum_wide, &s, 500, 8), 0);
+        CHECK_EQ(s, expect);
+        CHECK_EQ(concur_pool_destroy(pool), 0);
+    }
+}
+
+/* Typed tasks and the rest of the pool in one computation: a typed task runs a
+   parallel for and a group, and a submitted task runs a typed task inline. */
+typedef struct tcount { long long sum; } tcount;
+
+static void tcount_range(int64_t lo, int64_t hi, void *arg) {
+    long long s = 0;
+    for (int64_t i = lo; i < hi; i++) s += i;
+    __atomic_add_fetch(&((tcount *)arg)->sum, s, __ATOMIC_RELAXED);
+}
+
+static void tcount_one(void *arg) { __atomic_add_fetch(&((tcount *)arg)->sum, 1, __ATOMIC_RELAXED); }
+
+CONCUR_TASK_1(long long, tmixed_engines, int, depth) {
+    if (depth == 0) {
+        tcount c = {0};
+        if (concur_parallel_for(NULL, 0, 1000, 10, tcount_range, &c) != 0) return -1;
+        concur_group g;
+        if (concur_group_init(&g, NULL) != 0) return -1;
+        for (int i = 0; i < 10; i++) concur_spawn(&g, tcount_one, &c);
+        if (concur_group_wait(&g) != 0) return -1;
+        return c.sum; /* 499500 + 10 */
+    }
+    CONCUR_SPAWN(tmixed_engines, depth - 1);
+    long long b = CONCUR_CALL(tmixed_engines, depth - 1);
+    return CONCUR_SYNC(tmixed_engines) + b;
+}
+
+static void *typed_inside_submit(void *arg) {
+    long r = 0;
+    if (CONCUR_RUN(NULL, tfib, &r, 15) != 0) return NULL;
+    *(long *)arg = r;
+    return arg;
+}
+
+static void *typed_other_pool(void *arg) {
+    long r = 0;
+    if (CONCUR_RUN((concur_pool *)arg, tfib, &r, 12) != 0) return NULL;
+    return (void *)(intptr_t)r;
+}
+
+static void test_typed_with_other_engines(void) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 2});
+    concur_pool *other = concur_pool_create(&(concur_pool_desc){.threads = 1});
+    REQUIRE(pool && other);
+    long long r = 0;
+    CHECK_EQ(CONCUR_RUN(pool, tmixed_engines, &r, 6), 0);
+    CHECK_EQ(r, 64LL * (499500 + 10));
+
+    long out = 0;
+    concur_future *f = concur_pool_submit(pool, typed_inside_submit, &out);
+    REQUIRE(f);
+    void *v = NULL;
+    CHECK_EQ(concur_future_result(f, CONCUR_FOREVER, &v), 0);
+    CHECK(v == &out);
+    CHECK_EQ(out, fib_plain(15));
+    concur_future_release(f);
+
+    f = concur_pool_submit(pool, typed_other_pool, other);
+    REQUIRE(f);
+    CHECK_EQ(concur_future_result(f, CONCUR_FOREVER, &v), 0);
+    CHECK_EQ((long)(intptr_t)v, fib_plain(12));
+    concur_future_release(f);
+
+    /* Errors: no pool outside a worker; a shut-down pool. */
+    long x = -5;
+    CHECK_EQ(CONCUR_RUN(NULL, tfib, &x, 5), -EINVAL);
+    CHECK_EQ(x, -5);
+    CHECK_EQ(concur_pool_shutdown(other, 0), 0);
+    CHECK_EQ(CONCUR_RUN(other, tfib, &x, 5), CONCUR_ESHUTDOWN);
+    CHECK_EQ(x, -5);
+    CHECK_EQ(concur_pool_destroy(other), 0);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+}
+
 /* ---- idle workers sleep ---- */
 
 static double process_cpu_seconds(void) {
@@ -468,6 +660,9 @@ int main(void) {
     RUN(test_wait_inside_task_helps);
     RUN(test_groups);
     RUN(test_parallel_for);
+    RUN(test_typed_fib);
+    RUN(test_typed_shapes);
+    RUN(test_typed_with_other_engines);
     RUN(test_idle_pool_sleeps);
     return test_end();
 }

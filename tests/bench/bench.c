@@ -9,7 +9,10 @@
    its numbers mean nothing).
 
    W1 fib      fib(35): every call with n >= 2 spawns fib(n-1), runs fib(n-2) inline,
-               joins; 1 and 2 threads; seq is the same recursion without spawns
+               joins; 1 and 2 threads; seq is the same recursion without spawns.
+               concur uses typed tasks (CONCUR_TASK_1), concur-group the generic
+               concur_group/concur_spawn; each run of either is paired with a run of
+               seq, since this machine's speed drifts between runs
    W2 submit   an outside thread submits 1,000,000 empty tasks, each with a future
                (or the peer's nearest equivalent), then waits for all; 2 workers
    W3 pfor     out[i] = sqrt((double)i) * 1.0001 over 1e8 doubles; 2 threads
@@ -139,7 +142,7 @@ static void *fib_root(void *p) {
     return NULL;
 }
 
-static double run_fib_concur(void *arg) {
+static double run_fib_group(void *arg) {
     fib_cfg *c = (fib_cfg *)arg;
     fib_task_arg a = {c->n, 0};
     double t0 = concur_now();
@@ -148,6 +151,39 @@ static double run_fib_concur(void *arg) {
     double s = concur_now() - t0;
     concur_future_release(f);
     return a.result == c->expect ? s : -1;
+}
+
+CONCUR_TASK_1(long, fib_typed, int, n) {
+    if (n < 2) return n;
+    CONCUR_SPAWN(fib_typed, n - 1);
+    long b = CONCUR_CALL(fib_typed, n - 2);
+    return CONCUR_SYNC(fib_typed) + b;
+}
+
+static double run_fib_typed(void *arg) {
+    fib_cfg *c = (fib_cfg *)arg;
+    long r = 0;
+    double t0 = concur_now();
+    int rc = CONCUR_RUN(c->pool, fib_typed, &r, c->n);
+    double s = concur_now() - t0;
+    return rc == 0 && r == c->expect ? s : -1;
+}
+
+/* Medians of opt_runs runs of fn, each right after a run of the sequential fib, so that
+   both see the same speed of this machine. */
+static int median_paired(double (*fn)(void *), fib_cfg *c, double *t, double *seq) {
+    double v[64], sv[64];
+    int n = opt_runs < 64 ? opt_runs : 64;
+    for (int i = 0; i < n; i++) {
+        sv[i] = run_fib_seq(c);
+        v[i] = fn(c);
+        if (v[i] < 0 || sv[i] < 0) return -1;
+    }
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    qsort(sv, (size_t)n, sizeof sv[0], cmp_double);
+    *t = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    *seq = n % 2 ? sv[n / 2] : (sv[n / 2 - 1] + sv[n / 2]) / 2;
+    return 0;
 }
 
 #ifdef HAVE_OMP
@@ -193,10 +229,14 @@ static void w1(void) {
     for (int threads = 1; threads <= 2; threads++) {
         c.threads = threads;
         c.pool = concur_pool_create(&(concur_pool_desc){.threads = threads});
-        run_fib_concur(&c); /* warm the workers and their deques */
-        double t = median_of(run_fib_concur, &c);
-        snprintf(note, sizeof note, "%.2fx seq", t / seq);
+        run_fib_typed(&c); /* warm the workers and their deques */
+        double t, pseq;
+        if (median_paired(run_fib_typed, &c, &t, &pseq) < 0) t = pseq = -1;
+        snprintf(note, sizeof note, "%.2fx seq (paired seq %.4f s)", t / pseq, pseq);
         report("W1", "concur", threads, t, "s", note);
+        if (median_paired(run_fib_group, &c, &t, &pseq) < 0) t = pseq = -1;
+        snprintf(note, sizeof note, "%.2fx seq (paired seq %.4f s)", t / pseq, pseq);
+        report("W1", "concur-group", threads, t, "s", note);
         concur_pool_destroy(c.pool);
 #ifdef HAVE_OMP
         t = median_of(run_fib_omp, &c);
