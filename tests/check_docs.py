@@ -24,7 +24,7 @@ def public_api(header):
     names |= set(re.findall(r"#define\s+(CONCUR_[A-Z0-9_]+)", api))
     # internal guards and the declaration prefix machinery are not API
     names -= {"CONCUR_H"}
-    return {n for n in names if not n.startswith("concur__")}
+    return {n for n in names if not n.startswith(("concur__", "CONCUR__"))}
 
 
 def check_reference(root):
