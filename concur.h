@@ -2313,6 +2313,7 @@ typedef void (*concur__fnptr)(void);
 typedef struct concur__worker concur__worker;
 struct concur__worker {
     concur__fj fj; /* first: the deque, which typed tasks reach from the header */
+    void *dq_mem;  /* fj.dq before alignment */
     uint32_t help_depth;
     concur_pool *pool;
     int index;
@@ -2860,7 +2861,7 @@ CONCUR__PRIVATE void concur__pool_join(concur_pool *p) {
 
 CONCUR__PRIVATE void concur__pool_free(concur_pool *p) {
     for (int i = 0; i < p->nworkers; i++) {
-        CONCUR_FREE(p->workers[i].fj.dq);
+        CONCUR_FREE(p->workers[i].dq_mem);
         CONCUR_FREE(p->workers[i].fj.overflow);
     }
     CONCUR_FREE(p->workers_mem);
@@ -2899,8 +2900,11 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
         w->rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
         w->sched.park = concur__worker_park;
         w->sched.unpark = NULL; /* waiters on a worker are woken by futex address */
-        w->fj.dq = (concur__rec *)concur__malloc(cap * sizeof(concur__rec));
-        if (!w->fj.dq) { concur__pool_free(p); errno = ENOMEM; return NULL; }
+        /* Records on cache-line boundaries: a spawn writes one line, and the owner's
+           pushes never share a line with the record a thief is finishing. */
+        w->dq_mem = concur__malloc(cap * sizeof(concur__rec) + 64);
+        if (!w->dq_mem) { concur__pool_free(p); errno = ENOMEM; return NULL; }
+        w->fj.dq = (concur__rec *)(((uintptr_t)w->dq_mem + 63) & ~(uintptr_t)63);
     }
     for (int i = 0; i < n; i++) {
         int rc = concur__thread_start(&p->workers[i].tid, concur__worker_main, &p->workers[i]);
