@@ -2587,9 +2587,9 @@ CONCUR__HOT void concur__dq_pop_run(concur__worker *w, uint32_t t) {
     concur__run(w, fn, arg, ctx);
 }
 
-/* Owner: the top record is in the shared part: take it back or wait for its thief. */
-CONCUR__COLD void concur__dq_sync_slow(concur__worker *w) {
-    uint32_t t = w->fj.head - 1;
+/* Owner: the top record, t, is in the shared part: take it back or wait for its
+   thief. */
+CONCUR__COLD void concur__dq_sync_slow(concur__worker *w, uint32_t t) {
     concur__rec *r = &w->fj.dq[t];
     if (!concur__load(&w->fj.allstolen, RELAXED) && concur__dq_shrink(w)) {
         concur__dq_pop_run(w, t);
@@ -2605,9 +2605,9 @@ CONCUR__COLD void concur__dq_sync_slow(concur__worker *w) {
     concur__store(&w->fj.allstolen, 1, RELAXED);
 }
 
-/* Owner: makes sure the top record has run, running it here when it was private. */
-CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
-    uint32_t t = w->fj.head - 1;
+/* Owner: makes sure the top record, t (head - 1), has run, running it here when it
+   was private. Afterwards head is t. */
+CONCUR__HOT void concur__dq_sync_at(concur__worker *w, uint32_t t) {
     if (CONCUR__LIKELY(t >= w->fj.split)) {
         /* A thief is idle while we work through private records: share some now
            rather than at our next spawn, which may be long in coming (a parallel
@@ -2620,7 +2620,11 @@ CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
         concur__dq_pop_run(w, t);
         return;
     }
-    concur__dq_sync_slow(w);
+    concur__dq_sync_slow(w, t);
+}
+
+CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
+    concur__dq_sync_at(w, w->fj.head - 1);
 }
 
 /* Thief: takes the oldest shared record of v and runs it. 1 when it ran one. */
@@ -3093,7 +3097,11 @@ CONCUR_API int concur_group_wait(concur_group *g) {
             CONCUR__CHECK(!"concur_group_wait: not the worker that initialised the group");
             return -EPERM;
         }
-        while (w->fj.head > g->concur__base) concur__dq_sync_top(w);
+        /* The position stays in a register: after a child has run, the head is back
+           at its record (concur__run drains what the child left), and reloading it
+           would wait for the store the child just made. */
+        uint32_t h = w->fj.head;
+        while (h > g->concur__base) concur__dq_sync_at(w, --h);
     }
     /* Remote children were counted by spawns that happened before the local ones
        were joined (or on this thread), so the flag is visible here when it matters;
