@@ -423,6 +423,74 @@ static void *co_square(void *p) {
 }
 #endif
 
+#ifndef CONCUR_NO_IO
+static void *co_yield_once(void *arg) {
+    concur_yield();
+    return arg;
+}
+
+static void *co_nap(void *arg) {
+    for (int i = 0; i < 8; i++) concur_sleep(0.001); /* the loop waits: it trims */
+    return arg;
+}
+
+/* Spawned on the loop, as a server spawns: a record made from another thread is
+   always a fresh allocation. */
+static void *co_spawn_burst(void *arg) {
+    intptr_t n = (intptr_t)arg;
+    for (intptr_t i = 0; i < n; i++) {
+        concur_co *co = concur_go(NULL, co_yield_once, NULL);
+        if (!co) return NULL;
+        concur_detach(co);
+    }
+    return arg;
+}
+
+static void coroutine_burst(concur_loop *L, int n) {
+    concur_co *spawner = concur_go(L, co_spawn_burst, (void *)(intptr_t)n);
+    REQUIRE(spawner);
+    CHECK_EQ(concur_loop_run(L), 0);
+    void *r = NULL;
+    CHECK_EQ(concur_join(spawner, 0, &r), 0);
+    CHECK(r == (void *)(intptr_t)n);
+}
+
+/* By default every stack and record of a finished coroutine is kept (the cache then
+   holds no more than were alive at once), so a second burst allocates nothing; an
+   explicit cap is a cap; and a loop that waits gives the excess back, after which it
+   still works. */
+static void test_stack_cache(void) {
+    enum { BURST = 50 }; /* far beyond the cap of 2 that CONCUR_TESTING sets */
+    concur_loop *L = concur_loop_create(NULL);
+    REQUIRE(L);
+    coroutine_burst(L, BURST);
+    long before = concur_testing_calls(CONCUR_FAULT_MALLOC);
+    coroutine_burst(L, BURST);
+    /* only the spawner's record, made from this thread */
+    CHECK_EQ(concur_testing_calls(CONCUR_FAULT_MALLOC) - before, 1);
+    concur_co *napper = concur_go(L, co_nap, NULL);
+    REQUIRE(napper);
+    concur_detach(napper);
+    CHECK_EQ(concur_loop_run(L), 0);
+    before = concur_testing_calls(CONCUR_FAULT_MALLOC);
+    coroutine_burst(L, BURST);
+    CHECK(concur_testing_calls(CONCUR_FAULT_MALLOC) - before > 0); /* trimmed: new stacks */
+    CHECK_EQ(concur_loop_destroy(L), 0);
+
+    concur_loop_desc d;
+    memset(&d, 0, sizeof d);
+    d.stack_cache = 4;
+    L = concur_loop_create(&d);
+    REQUIRE(L);
+    coroutine_burst(L, BURST);
+    before = concur_testing_calls(CONCUR_FAULT_MALLOC);
+    coroutine_burst(L, BURST);
+    /* a stack (and a record) for each coroutine beyond the four cached */
+    CHECK(concur_testing_calls(CONCUR_FAULT_MALLOC) - before >= BURST - 4);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+#endif
+
 static void test_small_defaults(void) {
     concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 2});
     REQUIRE(pool);
@@ -473,6 +541,9 @@ int main(void) {
     test_begin(240);
     base_threads = threads_now();
     test_small_defaults();
+#ifndef CONCUR_NO_IO
+    test_stack_cache();
+#endif
     sweep("concur_chan_create", CONCUR_FAULT_MALLOC, scenario_chan);
     sweep("future create/then/bytes", CONCUR_FAULT_MALLOC, scenario_future);
     sweep("as_completed", CONCUR_FAULT_MALLOC, scenario_as_completed);
