@@ -560,6 +560,16 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
     } name##__concur_args; \
     typedef char name##__concur_fits[sizeof(name##__concur_args) <= CONCUR_TASK_PAYLOAD ? 1 : -1];
 
+/* A spawn with room in the deque: the record, its arguments, the new head. */
+#define CONCUR__FJ_PUSH(name, STORE) \
+    concur__rec *concur__rec_ = concur__fj_put(concur__w, concur__h, name##__concur_run); \
+    name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__rec_->payload; \
+    CONCUR__FJ_LIST STORE \
+    return concur__fj_pushed_fast(concur__w, concur__h);
+/* The arguments (later the result) of the record a SYNC joins. */
+#define CONCUR__FJ_TOP(name) \
+    name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__w->dq[concur__h].payload;
+
 #define CONCUR__FJ_TASK(R, name, PARAMS, ARGS, FIELDS, STORE, FROM_P) \
     CONCUR__FJ_ARGS(name, FIELDS, R out;) \
     static R name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS); \
@@ -576,14 +586,11 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
             *(R *)concur__fj_overflow(concur__w, concur__h) = concur__r; \
             return concur__h + 1; \
         } \
-        concur__rec *concur__rec_ = concur__fj_put(concur__w, concur__h, name##__concur_run); \
-        name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__rec_->payload; \
-        CONCUR__FJ_LIST STORE \
-        return concur__fj_pushed_fast(concur__w, concur__h); \
+        CONCUR__FJ_PUSH(name, STORE) \
     } \
     CONCUR__FJ_INLINE R name##__concur_sync(concur__fj *concur__w, uint32_t *concur__hp) { \
         uint32_t concur__h = --*concur__hp; \
-        name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__w->dq[concur__h].payload; \
+        CONCUR__FJ_TOP(name) \
         if (concur__fj_pop_fast(concur__w, concur__h)) \
             return name(concur__w, concur__h, CONCUR__FJ_LIST FROM_P); \
         if (concur__h >= concur__w->cap) return *(R *)concur__fj_overflow(concur__w, concur__h); \
@@ -614,14 +621,11 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
             name(concur__w, concur__h + 1, CONCUR__FJ_LIST ARGS); \
             return concur__h + 1; \
         } \
-        concur__rec *concur__rec_ = concur__fj_put(concur__w, concur__h, name##__concur_run); \
-        name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__rec_->payload; \
-        CONCUR__FJ_LIST STORE \
-        return concur__fj_pushed_fast(concur__w, concur__h); \
+        CONCUR__FJ_PUSH(name, STORE) \
     } \
     CONCUR__FJ_INLINE void name##__concur_sync(concur__fj *concur__w, uint32_t *concur__hp) { \
         uint32_t concur__h = --*concur__hp; \
-        name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__w->dq[concur__h].payload; \
+        CONCUR__FJ_TOP(name) \
         if (concur__fj_pop_fast(concur__w, concur__h)) { \
             name(concur__w, concur__h, CONCUR__FJ_LIST FROM_P); \
             return; \
