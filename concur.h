@@ -502,6 +502,19 @@ CONCUR_API void concur__fj_pushed(concur__fj *w, uint32_t h);
 CONCUR_API void concur__fj_sync(concur__fj *w);
 CONCUR_API void *concur__fj_overflow(concur__fj *w, uint32_t h);
 CONCUR_API int concur__fj_run(concur_pool *pool, void (*run)(void *args), void *args);
+CONCUR_API void concur__fj_misuse(const char *task);
+
+/* CONCUR_DEBUG: a SYNC whose record was not spawned by a SPAWN of the same task (a
+   wrong name, or one SYNC too many) aborts with a message instead of running the
+   record with the wrong types. */
+#ifdef CONCUR_DEBUG
+#  define CONCUR__FJ_CHECK_TOP(name) \
+    if (concur__h < concur__w->cap && \
+        concur__w->dq[concur__h].fn != (void (*)(void))name##__concur_run) \
+        concur__fj_misuse(#name);
+#else
+#  define CONCUR__FJ_CHECK_TOP(name)
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define CONCUR__FJ_INLINE __attribute__((always_inline, unused)) static inline
@@ -568,6 +581,7 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
     return concur__fj_pushed_fast(concur__w, concur__h);
 /* The arguments (later the result) of the record a SYNC joins. */
 #define CONCUR__FJ_TOP(name) \
+    CONCUR__FJ_CHECK_TOP(name) \
     name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__w->dq[concur__h].payload;
 
 #define CONCUR__FJ_TASK(R, name, PARAMS, ARGS, FIELDS, STORE, FROM_P) \
@@ -3138,8 +3152,18 @@ CONCUR_API void concur__fj_sync(concur__fj *w) {
 /* Storage for the result of the typed spawn at virtual position h >= cap, which ran
    at once because the deque was full. Only the owner touches it, and nobody keeps a
    pointer into it across a task, so it may move when it grows. */
+CONCUR_API void concur__fj_misuse(const char *task) {
+    fprintf(stderr, "concur: CONCUR_SYNC(%s) has no CONCUR_SPAWN(%s) to join: each SYNC joins "
+                    "the most recent spawn of its task not yet joined, which must name the same "
+                    "task\n", task, task);
+    abort();
+}
+
 CONCUR_API void *concur__fj_overflow(concur__fj *w, uint32_t h) {
     uint32_t i = h - w->cap;
+    /* Positions beyond the deque come one spawn at a time: one this far out is a SYNC
+       below the bottom of the deque. */
+    if (i >= (1u << 28)) concur__fj_misuse("...");
     if (i >= w->overflow_cap) {
         uint32_t ncap = w->overflow_cap ? w->overflow_cap * 2 : 64;
         while (ncap <= i) ncap *= 2;

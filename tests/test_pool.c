@@ -2,7 +2,10 @@
    threads, futures and errors, cancel, shutdown, misuse, helping waits, idle sleep. */
 #include "test.h"
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- fork-join fib ---- */
 
@@ -613,6 +616,47 @@ static void test_typed_with_other_engines(void) {
     CHECK_EQ(concur_pool_destroy(pool), 0);
 }
 
+#ifdef CONCUR_DEBUG
+/* Joins tfib's spawn under its own name: CONCUR_DEBUG must stop it with a message. */
+CONCUR_TASK_1(long, twrong_sync, int, n) {
+    CONCUR_SPAWN(tfib, n);
+    return CONCUR_SYNC(twrong_sync);
+}
+
+static void test_typed_sync_misuse_reported(void) {
+    int errp[2];
+    REQUIRE(pipe(errp) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(errp[1], 2);
+        concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 1});
+        long r = 0;
+        if (pool) CONCUR_RUN(pool, twrong_sync, &r, 5);
+        _exit(0);
+    }
+    close(errp[1]);
+    char buf[512];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1) { /* the EINTR storm interrupts these reads */
+        n = read(errp[0], buf + got, sizeof buf - 1 - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    buf[got] = 0;
+    close(errp[0]);
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
+    REQUIRE(w == pid);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    CHECK(strstr(buf, "CONCUR_SYNC(twrong_sync) has no CONCUR_SPAWN(twrong_sync) to join") != NULL);
+}
+#endif
+
 /* ---- idle workers sleep ---- */
 
 static double process_cpu_seconds(void) {
@@ -663,6 +707,9 @@ int main(void) {
     RUN(test_typed_fib);
     RUN(test_typed_shapes);
     RUN(test_typed_with_other_engines);
+#ifdef CONCUR_DEBUG
+    RUN(test_typed_sync_misuse_reported);
+#endif
     RUN(test_idle_pool_sleeps);
     return test_end();
 }
