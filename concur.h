@@ -2329,7 +2329,6 @@ enum {
 
 typedef void (*concur__fnptr)(void);
 
-
 typedef struct concur__worker concur__worker;
 struct concur__worker {
     concur__fj fj; /* first: the deque, which typed tasks reach from the header */
