@@ -7,8 +7,10 @@
      3. futures consumed as they complete: each job thread completes a future, one
         job fails with an error and one is cancelled before it starts, and the main
         thread handles them in completion order with the as-completed iterator;
-     4. the work-stealing thread pool: fork-join (a recursive sum that spawns a task
-        per half) and a parallel for, each timed against the sequential loop;
+     4. the work-stealing thread pool: fork-join with a group (a recursive sum that
+        spawns a task per half), fork-join with a typed task (Collatz steps over a
+        range, split in halves) and a parallel for, each timed against the sequential
+        loop;
      5. the coroutine I/O loop: on one thread, 1000 coroutines sleep 50 ms each at
         the same time, then 100 client coroutines talk to an echo server coroutine
         over TCP on 127.0.0.1, all written as plain blocking code;
@@ -258,28 +260,19 @@ static void *sum_root(void *arg) {
     return NULL;
 }
 
-/* CPU-bound fork-join: total Collatz steps over a range, split in halves. */
-typedef struct steps_range { long lo, hi; long long steps; } steps_range;
-
-static void steps_task(void *arg) {
-    steps_range *r = (steps_range *)arg;
-    if (r->hi - r->lo <= 10000) {
-        for (long n = r->lo; n < r->hi; n++) r->steps += collatz_steps(n);
-        return;
+/* CPU-bound fork-join written as a typed task: total Collatz steps over [lo, hi),
+   split in halves. The arguments and the result travel by value in the pool's own
+   task records, and the spawn and join are inlined here. */
+CONCUR_TASK_2(long long, steps_task, long, lo, long, hi) {
+    if (hi - lo <= 10000) {
+        long long steps = 0;
+        for (long n = lo; n < hi; n++) steps += collatz_steps(n);
+        return steps;
     }
-    long mid = r->lo + (r->hi - r->lo) / 2;
-    steps_range left = {r->lo, mid, 0}, right = {mid, r->hi, 0};
-    concur_group g;
-    concur_group_init(&g, NULL);
-    concur_spawn(&g, steps_task, &left);
-    steps_task(&right);
-    concur_group_wait(&g);
-    r->steps = left.steps + right.steps;
-}
-
-static void *steps_root(void *arg) {
-    steps_task(arg);
-    return NULL;
+    long mid = lo + (hi - lo) / 2;
+    CONCUR_SPAWN(steps_task, lo, mid);                 /* an idle worker may steal it */
+    long long right = CONCUR_CALL(steps_task, mid, hi); /* meanwhile, the other half */
+    return CONCUR_SYNC(steps_task) + right;            /* runs the left here unless stolen */
 }
 
 static void fill_body(int64_t lo, int64_t hi, void *ctx) {
@@ -315,12 +308,10 @@ static int tour_pool(void) {
     t0 = concur_now();
     for (long n = 1; n < STEPS_N; n++) steps_seq += collatz_steps(n);
     double steps_s = concur_now() - t0;
-    steps_range all = {1, STEPS_N, 0};
+    long long steps_par = -1;
     t0 = concur_now();
-    f = concur_pool_submit(pool, steps_root, &all);
-    concur_future_wait(f, CONCUR_FOREVER);
+    rc |= CONCUR_RUN(pool, steps_task, &steps_par, 1, STEPS_N);
     double steps_p = concur_now() - t0;
-    concur_future_release(f);
     add_row("thread pool", "CPU work, no GIL", "fork-join Collatz steps over 1.5e6 ints", steps_s, steps_p);
     printf("4. thread pool        %d workers: parallel for over %d doubles %.3f s (seq %.3f s, %.2fx); "
            "fork-join sum %.3f s (seq %.3f s, %.2fx); fork-join Collatz %.3f s (seq %.3f s, %.2fx)\n",
@@ -330,7 +321,7 @@ static int tour_pool(void) {
     free(v);
     /* Sums of the same values in another order may differ in the last bits. */
     double rel = (root.sum - expect) / expect;
-    return rc == 0 && rel < 1e-9 && rel > -1e-9 && all.steps == steps_seq ? 0 : 1;
+    return rc == 0 && rel < 1e-9 && rel > -1e-9 && steps_par == steps_seq ? 0 : 1;
 }
 
 
