@@ -624,6 +624,8 @@ CONCUR_TASK_1(long, twrong_sync, int, n) {
 }
 
 static void test_typed_sync_misuse_reported(void) {
+    /* qemu-user cannot start threads in a child forked from a process that had them */
+    if (getenv("CONCUR_TEST_EMULATED")) return;
     int errp[2];
     REQUIRE(pipe(errp) == 0);
     fflush(stdout);
