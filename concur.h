@@ -3151,10 +3151,15 @@ CONCUR_API void concur__fj_sync(concur__fj *w) {
 /* Storage for the result of the typed spawn at virtual position h >= cap, which ran
    at once because the deque was full. Only the owner touches it, and nobody keeps a
    pointer into it across a task, so it may move when it grows. */
+/* task NULL: the name is not known (a SYNC below the bottom of the deque). */
 CONCUR_API void concur__fj_misuse(const char *task) {
-    fprintf(stderr, "concur: CONCUR_SYNC(%s) has no CONCUR_SPAWN(%s) to join: each SYNC joins "
-                    "the most recent spawn of its task not yet joined, which must name the same "
-                    "task\n", task, task);
+    if (task)
+        fprintf(stderr, "concur: CONCUR_SYNC(%s) has no CONCUR_SPAWN(%s) to join: each SYNC "
+                        "joins the most recent spawn of its task not yet joined, which must "
+                        "name the same task\n", task, task);
+    else
+        fprintf(stderr, "concur: a CONCUR_SYNC has no CONCUR_SPAWN to join: more SYNCs than "
+                        "spawns\n");
     abort();
 }
 
@@ -3162,7 +3167,7 @@ CONCUR_API void *concur__fj_overflow(concur__fj *w, uint32_t h) {
     uint32_t i = h - w->cap;
     /* Positions beyond the deque come one spawn at a time: one this far out is a SYNC
        below the bottom of the deque. */
-    if (i >= (1u << 28)) concur__fj_misuse("...");
+    if (i >= (1u << 28)) concur__fj_misuse(NULL);
     if (i >= w->overflow_cap) {
         uint32_t ncap = w->overflow_cap ? w->overflow_cap * 2 : 64;
         while (ncap <= i) ncap *= 2;

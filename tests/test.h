@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,37 @@ static inline int test_count_fds(void) {
         if (de->d_name[0] != '.' && atoi(de->d_name) < 512) n++;
     closedir(d);
     return n;
+}
+
+/* Death tests: runs child() in a forked process with its stderr captured into err
+   (NUL-terminated) and returns its wait status. */
+static inline int test_run_child(void (*child)(void), char *err, size_t size) {
+    int errp[2];
+    REQUIRE(pipe(errp) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(errp[1], 2);
+        child();
+        _exit(0);
+    }
+    close(errp[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got < size - 1) { /* the EINTR storm interrupts these reads */
+        n = read(errp[0], err + got, size - 1 - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    err[got] = 0;
+    close(errp[0]);
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
+    REQUIRE(w == pid);
+    return status;
 }
 
 /* Measures a wait: elapsed seconds since start. */

@@ -983,39 +983,19 @@ static void *overflow(void *p) {
     return NULL;
 }
 
+static void overflow_child(void) {
+    concur_loop *L = concur_loop_create(&(concur_loop_desc){.stack_size = 64 * 1024});
+    concur_detach(concur_go(L, overflow, NULL));
+    concur_loop_run(L);
+}
+
 static void test_stack_overflow_report(void) {
     const char *cfg = getenv("CONCUR_TEST_CONFIG");
     if (cfg && strstr(cfg, "san")) return; /* the sanitizers report it themselves */
     const char *q = getenv("CONCUR_TEST_QUICK");
     if (q && *q == '1') return; /* the valgrind suite */
-    int errp[2];
-    REQUIRE(pipe(errp) == 0);
-    fflush(stdout);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        dup2(errp[1], 2);
-        concur_loop *L = concur_loop_create(&(concur_loop_desc){.stack_size = 64 * 1024});
-        concur_detach(concur_go(L, overflow, NULL));
-        concur_loop_run(L);
-        _exit(0);
-    }
-    close(errp[1]);
     char buf[512];
-    size_t got = 0;
-    ssize_t n;
-    while (got < sizeof buf - 1) { /* the EINTR storm interrupts these reads */
-        n = read(errp[0], buf + got, sizeof buf - 1 - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += (size_t)n;
-    }
-    buf[got] = 0;
-    close(errp[0]);
-    int status = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
-    REQUIRE(w == pid);
+    int status = test_run_child(overflow_child, buf, sizeof buf);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
     /* Strict C99 without feature macros hides sigaltstack: no report there. */
     if (!cfg || strcmp(cfg, "pedantic") != 0)

@@ -623,37 +623,17 @@ CONCUR_TASK_1(long, twrong_sync, int, n) {
     return CONCUR_SYNC(twrong_sync);
 }
 
+static void wrong_sync_child(void) {
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 1});
+    long r = 0;
+    if (pool) CONCUR_RUN(pool, twrong_sync, &r, 5);
+}
+
 static void test_typed_sync_misuse_reported(void) {
     /* qemu-user cannot start threads in a child forked from a process that had them */
     if (getenv("CONCUR_TEST_EMULATED")) return;
-    int errp[2];
-    REQUIRE(pipe(errp) == 0);
-    fflush(stdout);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        dup2(errp[1], 2);
-        concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 1});
-        long r = 0;
-        if (pool) CONCUR_RUN(pool, twrong_sync, &r, 5);
-        _exit(0);
-    }
-    close(errp[1]);
     char buf[512];
-    size_t got = 0;
-    ssize_t n;
-    while (got < sizeof buf - 1) { /* the EINTR storm interrupts these reads */
-        n = read(errp[0], buf + got, sizeof buf - 1 - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += (size_t)n;
-    }
-    buf[got] = 0;
-    close(errp[0]);
-    int status = 0;
-    pid_t w;
-    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {}
-    REQUIRE(w == pid);
+    int status = test_run_child(wrong_sync_child, buf, sizeof buf);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
     CHECK(strstr(buf, "CONCUR_SYNC(twrong_sync) has no CONCUR_SPAWN(twrong_sync) to join") != NULL);
 }
