@@ -4198,7 +4198,6 @@ CONCUR__PRIVATE void concur__drain_remote(concur_loop *L) {
     concur__store(&L->remote_head, (concur_co *)NULL, RELAXED);
     concur__store(&L->cancel_head, (concur_co *)NULL, RELAXED);
     L->remote_tail = NULL;
-    for (concur_co *x = c; x; x = x->cnext) concur__store(&x->cancel_queued, 0, RELAXED);
     concur__unlock(&L->remote_lock);
     while (r) {
         concur_co *next = r->rnext;
@@ -4210,7 +4209,10 @@ CONCUR__PRIVATE void concur__drain_remote(concur_loop *L) {
         r = next;
     }
     while (c) {
+        /* The link is read before the flag is cleared: from then on a new cancel may
+           queue c again, writing its link (it reads the flag with acquire). */
         concur_co *next = c->cnext;
+        concur__store(&c->cancel_queued, 0, RELEASE);
         concur__cancel_local(L, c);
         concur__co_release(c);
         c = next;
@@ -4372,7 +4374,12 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
             concur__co_resume(L, co);
             co = next;
         }
-        if (L->local_live == 0 && concur__load(&L->live, ACQUIRE) == 0) break;
+        if (L->local_live == 0 && concur__load(&L->live, ACQUIRE) == 0) {
+            /* A cancel from another thread that raced with its coroutine's end holds
+               a reference on the list: give it back now, not at the next run. */
+            concur__drain_remote(L);
+            break;
+        }
         /* While coroutines stay ready a poll would find nothing most times and costs
            a system call: poll every 32nd busy turn, and always before sleeping. */
         if (!L->ready_head || (++L->busy_turns & 31) == 0) {
@@ -4401,6 +4408,8 @@ CONCUR_API int concur_loop_destroy(concur_loop *L) {
     if (concur__load(&L->running, ACQUIRE) || concur__load(&L->live, ACQUIRE) > 0 ||
         L->local_live > 0)
         return -EBUSY;
+    /* Cancels queued after the last run ended (their coroutines are finished). */
+    concur__drain_remote(L);
     while (L->co_free) {
         concur_co *co = L->co_free;
         L->co_free = co->next;
@@ -4506,7 +4515,7 @@ CONCUR_API int concur_cancel(concur_co *co) {
     }
     concur__lock(&L->remote_lock);
     int was_idle = !L->remote_head && !L->cancel_head;
-    int queue = !concur__load(&co->cancel_queued, RELAXED);
+    int queue = !concur__load(&co->cancel_queued, ACQUIRE);
     if (queue) {
         concur__store(&co->cancel_queued, 1, RELAXED);
         concur__fetch_add(&co->refs, 1, ACQ_REL);

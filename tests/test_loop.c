@@ -172,6 +172,43 @@ static void *loop_thread(void *p) {
     return NULL;
 }
 
+/* A coroutine that takes cancels one after another until told to stop. */
+typedef struct cancel_storm { concur_event started; int stop; long woken_otherwise; } cancel_storm;
+
+static void *storm_victim(void *p) {
+    cancel_storm *a = (cancel_storm *)p;
+    concur_event_set(&a->started);
+    /* Only a cancel can end a sleep this long. */
+    while (!__atomic_load_n(&a->stop, __ATOMIC_ACQUIRE))
+        if (concur_sleep(1e6) != -ECANCELED) a->woken_otherwise++;
+    return (void *)7;
+}
+
+/* Cancels from another thread while the loop is still working through the previous
+   ones: a cancel may queue the coroutine again while the loop walks its cancel list
+   (TSan caught the loop reading a link that the next cancel was rewriting). */
+static void test_cancel_storm_from_thread(void) {
+    concur_loop *L = new_loop();
+    cancel_storm a;
+    memset(&a, 0, sizeof a);
+    concur_event_init(&a.started);
+    concur_co *co = concur_go(L, storm_victim, &a);
+    REQUIRE(co);
+    concur_thread *t = concur_thread_create(loop_thread, L);
+    REQUIRE(t);
+    CHECK_EQ(concur_event_wait(&a.started, 10), 0);
+    long n = test_scale(5000);
+    for (long i = 0; i < n; i++) CHECK_EQ(concur_cancel(co), 0);
+    __atomic_store_n(&a.stop, 1, __ATOMIC_RELEASE);
+    CHECK_EQ(concur_cancel(co), 0); /* wakes it to see stop */
+    void *r = NULL;
+    CHECK_EQ(concur_join(co, 10, &r), 0);
+    CHECK(r == (void *)7);
+    CHECK_EQ(a.woken_otherwise, 0);
+    CHECK_EQ(concur_thread_join(t, NULL), 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
 static void test_cancel_and_join_from_thread(void) {
     concur_loop *L = new_loop();
     remote_arg a;
@@ -1009,6 +1046,7 @@ int main(void) {
     RUN(test_many_timers);
     RUN(test_cancel_local);
     RUN(test_cancel_and_join_from_thread);
+    RUN(test_cancel_storm_from_thread);
     RUN(test_go_from_threads);
     RUN(test_channel_and_sem_between_coroutines);
     RUN(test_await_pool_future);
