@@ -3751,10 +3751,13 @@ CONCUR__PRIVATE void concur__remote_push(concur_loop *L, concur_co *co) {
     if (L->remote_tail) L->remote_tail->rnext = co;
     else concur__store(&L->remote_head, co, RELEASE); /* the loop peeks without the lock */
     L->remote_tail = co;
-    concur__unlock(&L->remote_lock);
     /* The loop empties both lists before it sleeps, so only the push that finds them
-       empty needs to wake it. */
+       empty needs to wake it. The wake-up goes out under the lock: the loop cannot
+       take co off the list before that, so it cannot finish, return and have its
+       eventfd closed by concur_loop_destroy while this write is still on its way
+       (TSan saw it; a reused fd number would have got the 8 bytes). */
     if (was_idle) concur__loop_signal(L);
+    concur__unlock(&L->remote_lock);
 }
 
 /* The loop's half of the waiter seam. */
@@ -4522,8 +4525,8 @@ CONCUR_API int concur_cancel(concur_co *co) {
         co->cnext = L->cancel_head;
         concur__store(&L->cancel_head, co, RELEASE);
     }
+    if (queue && was_idle) concur__loop_signal(L); /* under the lock: see concur__remote_push */
     concur__unlock(&L->remote_lock);
-    if (queue && was_idle) concur__loop_signal(L);
     return 0;
 }
 
@@ -5061,6 +5064,9 @@ typedef struct concur__pframe {
     /* TASK_SHM: size of the output segment that came along (0: none); RESULT_SHM:
        nonzero when the result is in that segment, which is now this many bytes. */
     uint64_t out_cap;
+    /* TASK_SHM: the segments' ids, never reused within a pool, so that a worker can
+       keep its mapping of a segment from one task to the next. */
+    uint64_t in_seg_id, out_seg_id;
 } concur__pframe;
 
 /* Parent <-> helper, one SOCK_SEQPACKET message each. */
@@ -5108,6 +5114,7 @@ typedef struct concur__ptask {
 typedef struct concur__seg {
     struct concur__seg *next;
     struct concur__segs *owner;
+    uint64_t id;
     int fd;
     size_t cap;
     unsigned char *map;
@@ -5122,6 +5129,7 @@ typedef struct concur__segs {
     int live;           /* segments in existence (each holds an fd here) */
     int live_max;
     int64_t last_use;   /* for giving idle memory back */
+    uint64_t last_id;   /* ids of new segments count up from here */
 } concur__segs;
 
 typedef struct concur__pworker {
@@ -5183,6 +5191,16 @@ struct concur_procpool {
 };
 
 /* The worker process's state; lives in the worker only. */
+/* A worker keeps the parent's segments mapped from one task to the next, by id: a
+   segment that comes back costs no mmap, no page-table fill and no munmap with its
+   TLB shootdown (for a task of 100 KB in and out, those were most of its cost). */
+#define CONCUR__WSEG_KEEP 8
+typedef struct concur__wseg {
+    uint64_t id, used;
+    unsigned char *map;
+    size_t cap;
+} concur__wseg;
+
 typedef struct concur__wproc {
     int fd;
     size_t threshold;
@@ -5196,6 +5214,9 @@ typedef struct concur__wproc {
     int seg_fd;
     unsigned char *seg;
     size_t seg_cap;
+    int seg_slot; /* its entry in segmap */
+    concur__wseg segmap[CONCUR__WSEG_KEEP];
+    uint64_t seg_clock;
     /* Where output goes now: the arena, or the segment. */
     unsigned char *out_buf;
     size_t out_cap;
@@ -5344,6 +5365,35 @@ CONCUR__PRIVATE void *concur__map_shared(int fd, size_t len, int prot, int popul
     return m == MAP_FAILED ? NULL : m;
 }
 
+/* Worker: the slot of segment id (cap bytes, open as fd), mapped: the kept mapping,
+   or a new one in place of an older size of the same segment or of the least
+   recently used. -1 when it cannot be mapped. */
+CONCUR__PRIVATE int concur__wseg_map(concur__wproc *wp, uint64_t id, int fd, size_t cap) {
+    int victim = -1;
+    for (int i = 0; i < CONCUR__WSEG_KEEP; i++) {
+        concur__wseg *e = &wp->segmap[i];
+        if (e->map && e->id == id) {
+            if (e->cap == cap) {
+                e->used = ++wp->seg_clock;
+                return i;
+            }
+            victim = i; /* the segment grew since: its old mapping goes */
+            break;
+        }
+        if (victim < 0 || (wp->segmap[victim].map && (!e->map || e->used < wp->segmap[victim].used)))
+            victim = i;
+    }
+    void *m = concur__map_shared(fd, cap, PROT_READ | PROT_WRITE, 1);
+    if (!m) return -1;
+    concur__wseg *e = &wp->segmap[victim];
+    if (e->map) munmap(e->map, e->cap);
+    e->id = id;
+    e->map = (unsigned char *)m;
+    e->cap = cap;
+    e->used = ++wp->seg_clock;
+    return victim;
+}
+
 /* Makes room for need bytes of output. Shared files grow in place (the parent keeps
    its fd and only remaps). 0 or -ENOMEM. */
 CONCUR__PRIVATE int concur__wout_reserve(concur__wproc *wp, size_t need) {
@@ -5365,6 +5415,8 @@ CONCUR__PRIVATE int concur__wout_reserve(concur__wproc *wp, size_t need) {
         if (on_seg) {
             wp->seg = wp->out_buf;
             wp->seg_cap = cap;
+            wp->segmap[wp->seg_slot].map = wp->seg;
+            wp->segmap[wp->seg_slot].cap = cap;
         } else {
             wp->arena = wp->out_buf;
             wp->arena_cap = cap;
@@ -5460,25 +5512,26 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
         int fds[2] = {-1, -1};
         if (concur__recv_all(fd, &h, sizeof h, fds, 2) <= 0 || h.type == CONCUR__PF_EXIT) _exit(0);
         const unsigned char *in = NULL;
-        unsigned char *in_map = NULL;
         int status = 0;
         wp.out_buf = wp.arena;
         wp.out_cap = wp.arena_cap;
         if (h.type == CONCUR__PF_TASK_SHM) {
             /* Input segment first, then (optionally) room for the result. */
-            if (fds[0] >= 0 && h.arena >= h.len && h.arena)
-                in_map = (unsigned char *)concur__map_shared(fds[0], (size_t)h.arena, PROT_READ, 1);
-            if (!in_map && h.len) status = -EPROTO;
-            in = in_map;
-            if (fds[1] >= 0 && h.out_cap) {
-                wp.seg = (unsigned char *)concur__map_shared(fds[1], (size_t)h.out_cap, PROT_READ | PROT_WRITE, 1);
-                if (wp.seg) {
-                    wp.seg_fd = fds[1];
-                    fds[1] = -1;
-                    wp.seg_cap = (size_t)h.out_cap;
-                    wp.out_buf = wp.seg;
-                    wp.out_cap = wp.seg_cap;
-                }
+            int in_slot = fds[0] >= 0 && h.arena >= h.len && h.arena
+                              ? concur__wseg_map(&wp, h.in_seg_id, fds[0], (size_t)h.arena) : -1;
+            if (in_slot >= 0) in = wp.segmap[in_slot].map;
+            else if (h.len) status = -EPROTO;
+            /* The input's slot is the most recently used, so this cannot evict it. */
+            int out_slot = fds[1] >= 0 && h.out_cap
+                               ? concur__wseg_map(&wp, h.out_seg_id, fds[1], (size_t)h.out_cap) : -1;
+            if (out_slot >= 0) {
+                wp.seg = wp.segmap[out_slot].map;
+                wp.seg_slot = out_slot;
+                wp.seg_fd = fds[1]; /* open while the task runs: a bigger result grows it */
+                fds[1] = -1;
+                wp.seg_cap = (size_t)h.out_cap;
+                wp.out_buf = wp.seg;
+                wp.out_cap = wp.seg_cap;
             }
         } else if (h.type == CONCUR__PF_TASK) {
             if (h.len > wp.inbuf_cap) {
@@ -5495,7 +5548,6 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
         size_t out_len = 0;
         if (!status) status = concur__worker_run(&wp, &h, in, &out_len);
         fflush(NULL);
-        if (in_map) munmap(in_map, (size_t)h.arena);
         for (int i = 0; i < 2; i++)
             if (fds[i] >= 0) close(fds[i]);
         concur__pframe r;
@@ -5519,8 +5571,7 @@ CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd,
             r.type = CONCUR__PF_RESULT;
         }
         int sent = concur__send_frame(fd, &r, wp.out_buf, plen, pass, -1);
-        if (wp.seg_fd >= 0) {
-            munmap(wp.seg, wp.seg_cap);
+        if (wp.seg_fd >= 0) { /* the mapping stays in segmap */
             close(wp.seg_fd);
             wp.seg_fd = -1;
             wp.seg = NULL;
@@ -5656,6 +5707,11 @@ CONCUR__PRIVATE void concur__pp_wake(concur_procpool *pp) {
 #define CONCUR__SEG_IDLE_NS (CONCUR__NS / 2)
 
 CONCUR__PRIVATE void concur__seg_destroy(concur__seg *s) {
+    /* Workers may still have it mapped (they keep segments by id, and this id never
+       comes again): emptying the file gives its memory back now, not when they exit. */
+    if (ftruncate(s->fd, 0) != 0) {
+        /* Only the memory stays until the workers go; nothing to tell anyone. */
+    }
     munmap(s->map, s->cap);
     close(s->fd);
     CONCUR_FREE(s);
@@ -5676,6 +5732,7 @@ CONCUR__PRIVATE void concur__segs_unref(concur__segs *ss) {
 CONCUR__PRIVATE concur__seg *concur__seg_get(concur__segs *ss, size_t need) {
     concur__lock(&ss->lock);
     concur__seg **best = NULL;
+    uint64_t id = 0;
     for (concur__seg **p = &ss->free; *p; p = &(*p)->next)
         if ((*p)->cap >= need && (*p)->cap / 4 <= need && (!best || (*p)->cap < (*best)->cap)) best = p;
     concur__seg *s = NULL;
@@ -5688,6 +5745,7 @@ CONCUR__PRIVATE concur__seg *concur__seg_get(concur__segs *ss, size_t need) {
         return NULL;
     } else {
         ss->live++;
+        id = ++ss->last_id;
     }
     concur__fetch_add(&ss->refs, 1, RELAXED);
     ss->last_use = concur__now_ns();
@@ -5708,6 +5766,7 @@ CONCUR__PRIVATE concur__seg *concur__seg_get(concur__segs *ss, size_t need) {
     }
     s->next = NULL;
     s->owner = ss;
+    s->id = id;
     s->fd = fd;
     s->cap = cap;
     s->map = (unsigned char *)m;
@@ -5845,6 +5904,8 @@ CONCUR__PRIVATE void concur__pp_send_task(concur_procpool *pp, concur__pworker *
         h.type = CONCUR__PF_TASK_SHM;
         h.arena = t->in_seg->cap;
         h.out_cap = t->out_seg ? t->out_seg->cap : 0;
+        h.in_seg_id = t->in_seg->id;
+        h.out_seg_id = t->out_seg ? t->out_seg->id : 0;
         concur__pp_send_failed(w, concur__send_frame(w->fd, &h, NULL, 0, t->in_seg->fd,
                                                      t->out_seg ? t->out_seg->fd : -1));
         return;

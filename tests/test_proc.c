@@ -68,6 +68,17 @@ static int mirror_fn(const void *in, size_t len, concur_proc_out *out) {
     return 0;
 }
 
+/* Three copies of the input, each byte plus its copy's number: a result bigger than
+   the segment lent for it, which the worker must grow. */
+static int triple_fn(const void *in, size_t len, concur_proc_out *out) {
+    unsigned char *o = (unsigned char *)concur_proc_alloc(out, 3 * len);
+    if (!o && len) return -ENOMEM;
+    const unsigned char *p = (const unsigned char *)in;
+    for (size_t k = 0; k < 3; k++)
+        for (size_t i = 0; i < len; i++) o[k * len + i] = (unsigned char)(p[i] + k);
+    return 0;
+}
+
 static int pid_fn(const void *in, size_t len, concur_proc_out *out) {
     (void)in;
     (void)len;
@@ -211,6 +222,44 @@ static void test_payload_sizes(void) {
         CHECK_EQ(bad, 0);
         concur_future_release(fs[i]);
     }
+    free(buf);
+    CHECK_EQ(concur_procpool_destroy(pp), 0);
+}
+
+/* Workers keep the segments they were sent mapped between tasks: every task must
+   still see its own input and fill its own result, when segments come back, when
+   more of them go around than a worker keeps, and when a result grows one. The
+   contents change on every round, so a stale mapping shows as wrong bytes. */
+static void test_segments_kept(void) {
+    concur_procpool_desc d;
+    memset(&d, 0, sizeof d);
+    d.workers = 1;
+    d.shm_threshold = 4096;
+    concur_procpool *pp = concur_procpool_create(&d);
+    REQUIRE(pp != NULL);
+    enum { SIZES = 12, ROUNDS = 6 };
+    size_t max = (size_t)SIZES * 20000 + 8192;
+    unsigned char *buf = (unsigned char *)malloc(max);
+    REQUIRE(buf);
+    size_t bad = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int k = 0; k < SIZES; k++) {
+            size_t len = 8192 + (size_t)k * 20000;
+            for (size_t i = 0; i < len; i++) buf[i] = (unsigned char)(i * 7 + (size_t)round * 31 + (size_t)k);
+            int grow = (round + k) % 4 == 0;
+            concur_future *f = concur_procpool_submit(pp, grow ? triple_fn : mirror_fn, buf, len);
+            REQUIRE(f != NULL);
+            CHECK_EQ(concur_future_wait(f, 60), 0);
+            CHECK_EQ(concur_future_error(f), 0);
+            size_t got = 0;
+            const unsigned char *o = (const unsigned char *)concur_future_bytes(f, &got);
+            CHECK_EQ(got, grow ? 3 * len : len);
+            for (size_t i = 0; o && i < got && i < (grow ? 3 * len : len); i++)
+                bad += o[i] != (grow ? (unsigned char)(buf[i % len] + i / len) : (unsigned char)(buf[len - 1 - i] ^ 0x5a));
+            concur_future_release(f);
+        }
+    }
+    CHECK_EQ(bad, 0);
     free(buf);
     CHECK_EQ(concur_procpool_destroy(pp), 0);
 }
@@ -709,6 +758,7 @@ int main(void) {
     test_begin(240);
     RUN(test_map_in_order);
     RUN(test_payload_sizes);
+    RUN(test_segments_kept);
     RUN(test_crashes_fail_only_their_task);
     RUN(test_kill_during_map);
     RUN(test_timeout_kills_and_replaces);
