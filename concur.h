@@ -5019,7 +5019,9 @@ CONCUR_API int concur_tcp_dial(const char *host, int port, double timeout) {
    arena the parent writes and an output arena the worker writes, memfd files mapped
    on both sides, passed once with SCM_RIGHTS and kept, so a big task costs one copy
    in and one copy out and no page faults after the first. One task is in flight per
-   worker, which keeps both arenas free of races. */
+   worker, which keeps both arenas free of races. A submitted task's big input and
+   room for its result come in recycled segments instead, whose fds go with every
+   task; a worker keeps the last few mapped by id (concur__wseg_map). */
 
 #include <fcntl.h>
 #include <poll.h>
