@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 #include <tbb/task_group.h>
@@ -38,6 +39,11 @@ double tbb_fib(int n, int threads, long *result) {
 
 // An outside thread enqueues every task; the arena's workers run them.
 double tbb_submit(long tasks, int threads) {
+    // oneTBB caps its workers at one less than the CPUs (here: 1), and an arena with
+    // no slot for the submitting thread would then run on one worker ("The number of
+    // workers is currently limited to 1"). Lift the cap so that it gets two, as
+    // every other W2 pool does.
+    tbb::global_control workers(tbb::global_control::max_allowed_parallelism, (size_t)threads + 1);
     tbb::task_arena arena(threads, 0); // no slot reserved for the submitting thread
     std::atomic<long> done{0};
     arena.execute([] {});
