@@ -5398,8 +5398,7 @@ CONCUR__PRIVATE int concur__wseg_map(concur__wproc *wp, uint64_t id, int fd, siz
 
 /* Makes room for need bytes of output. Shared files grow in place (the parent keeps
    its fd and only remaps). 0 or -ENOMEM. */
-CONCUR__PRIVATE int concur__wout_reserve(concur__wproc *wp, size_t need) {
-    if (need <= wp->out_cap) return 0;
+CONCUR__COLD int concur__wout_grow(concur__wproc *wp, size_t need) {
     size_t cap = wp->out_cap ? wp->out_cap : concur__pp_round(4096);
     while (cap < need) {
         if (cap > SIZE_MAX / 2) return -ENOMEM;
@@ -5430,6 +5429,12 @@ CONCUR__PRIVATE int concur__wout_reserve(concur__wproc *wp, size_t need) {
     wp->out_buf = wp->arena = b;
     wp->out_cap = wp->arena_cap = cap;
     return 0;
+}
+
+/* A map calls the task function once per item, and each call asks for room that the
+   chunk has already reserved: keep that check out of a call. */
+static inline int concur__wout_reserve(concur__wproc *wp, size_t need) {
+    return need <= wp->out_cap ? 0 : concur__wout_grow(wp, need);
 }
 
 CONCUR_API void *concur_proc_alloc(concur_proc_out *out, size_t len) {
