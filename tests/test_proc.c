@@ -177,26 +177,40 @@ static void test_map_in_order(void) {
     CHECK_EQ(concur_procpool_destroy(pp), 0);
 }
 
-static void test_payload_sizes(void) {
+/* A pool whose payloads from 4 KiB up go through shared memory. */
+static concur_procpool *shm_pool(int workers) {
     concur_procpool_desc d;
     memset(&d, 0, sizeof d);
-    d.workers = 2;
+    d.workers = workers;
     d.shm_threshold = 4096;
     concur_procpool *pp = concur_procpool_create(&d);
     REQUIRE(pp != NULL);
+    return pp;
+}
+
+/* Runs fn on in and expects success: the result's bytes (valid until *fp is
+   released) and their length in *got. */
+static const unsigned char *run_ok(concur_procpool *pp, concur_proc_fn fn, const void *in, size_t len,
+                                   concur_future **fp, size_t *got) {
+    concur_future *f = concur_procpool_submit(pp, fn, in, len);
+    REQUIRE(f != NULL);
+    CHECK_EQ(concur_future_wait(f, 60), 0);
+    CHECK_EQ(concur_future_error(f), 0);
+    *fp = f;
+    return (const unsigned char *)concur_future_bytes(f, got);
+}
+
+static void test_payload_sizes(void) {
+    concur_procpool *pp = shm_pool(2);
     size_t big = quick() ? (size_t)8 << 20 : (size_t)64 << 20;
     size_t sizes[] = {0, 1, 4095, 4096, 4097, 64 * 1024, 64 * 1024 + 1, 1 << 20, big, 3, 4096};
     unsigned char *buf = (unsigned char *)malloc(big);
     REQUIRE(buf);
     for (size_t i = 0; i < big; i++) buf[i] = (unsigned char)(i * 131 + (i >> 13));
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
-        size_t len = sizes[k];
-        concur_future *f = concur_procpool_submit(pp, mirror_fn, len ? buf : NULL, len);
-        REQUIRE(f != NULL);
-        CHECK_EQ(concur_future_wait(f, 60), 0);
-        CHECK_EQ(concur_future_error(f), 0);
-        size_t got = 99;
-        const unsigned char *o = (const unsigned char *)concur_future_bytes(f, &got);
+        size_t len = sizes[k], got = 99;
+        concur_future *f;
+        const unsigned char *o = run_ok(pp, mirror_fn, len ? buf : NULL, len, &f, &got);
         CHECK_EQ(got, len);
         size_t bad = 0;
         for (size_t i = 0; o && i < len && i < got; i++) bad += o[i] != (unsigned char)(buf[len - 1 - i] ^ 0x5a);
@@ -231,12 +245,7 @@ static void test_payload_sizes(void) {
    more of them go around than a worker keeps, and when a result grows one. The
    contents change on every round, so a stale mapping shows as wrong bytes. */
 static void test_segments_kept(void) {
-    concur_procpool_desc d;
-    memset(&d, 0, sizeof d);
-    d.workers = 1;
-    d.shm_threshold = 4096;
-    concur_procpool *pp = concur_procpool_create(&d);
-    REQUIRE(pp != NULL);
+    concur_procpool *pp = shm_pool(1);
     enum { SIZES = 12, ROUNDS = 6 };
     size_t max = (size_t)SIZES * 20000 + 8192;
     unsigned char *buf = (unsigned char *)malloc(max);
@@ -247,12 +256,9 @@ static void test_segments_kept(void) {
             size_t len = 8192 + (size_t)k * 20000;
             for (size_t i = 0; i < len; i++) buf[i] = (unsigned char)(i * 7 + (size_t)round * 31 + (size_t)k);
             int grow = (round + k) % 4 == 0;
-            concur_future *f = concur_procpool_submit(pp, grow ? triple_fn : mirror_fn, buf, len);
-            REQUIRE(f != NULL);
-            CHECK_EQ(concur_future_wait(f, 60), 0);
-            CHECK_EQ(concur_future_error(f), 0);
             size_t got = 0;
-            const unsigned char *o = (const unsigned char *)concur_future_bytes(f, &got);
+            concur_future *f;
+            const unsigned char *o = run_ok(pp, grow ? triple_fn : mirror_fn, buf, len, &f, &got);
             CHECK_EQ(got, grow ? 3 * len : len);
             for (size_t i = 0; o && i < got && i < (grow ? 3 * len : len); i++)
                 bad += o[i] != (grow ? (unsigned char)(buf[i % len] + i / len) : (unsigned char)(buf[len - 1 - i] ^ 0x5a));
