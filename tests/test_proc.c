@@ -178,11 +178,12 @@ static void test_map_in_order(void) {
 }
 
 /* A pool whose payloads from 4 KiB up go through shared memory. */
-static concur_procpool *shm_pool(int workers) {
+static concur_procpool *shm_pool(int workers, int max_tasks_per_child) {
     concur_procpool_desc d;
     memset(&d, 0, sizeof d);
     d.workers = workers;
     d.shm_threshold = 4096;
+    d.max_tasks_per_child = max_tasks_per_child;
     concur_procpool *pp = concur_procpool_create(&d);
     REQUIRE(pp != NULL);
     return pp;
@@ -201,7 +202,7 @@ static const unsigned char *run_ok(concur_procpool *pp, concur_proc_fn fn, const
 }
 
 static void test_payload_sizes(void) {
-    concur_procpool *pp = shm_pool(2);
+    concur_procpool *pp = shm_pool(2, 0);
     size_t big = quick() ? (size_t)8 << 20 : (size_t)64 << 20;
     size_t sizes[] = {0, 1, 4095, 4096, 4097, 64 * 1024, 64 * 1024 + 1, 1 << 20, big, 3, 4096};
     unsigned char *buf = (unsigned char *)malloc(big);
@@ -240,12 +241,8 @@ static void test_payload_sizes(void) {
     CHECK_EQ(concur_procpool_destroy(pp), 0);
 }
 
-/* Workers keep the segments they were sent mapped between tasks: every task must
-   still see its own input and fill its own result, when segments come back, when
-   more of them go around than a worker keeps, and when a result grows one. The
-   contents change on every round, so a stale mapping shows as wrong bytes. */
-static void test_segments_kept(void) {
-    concur_procpool *pp = shm_pool(1);
+/* Tasks of 12 sizes, 6 rounds, each checked byte for byte (see test_segments_kept). */
+static void segments_round_trip(concur_procpool *pp) {
     enum { SIZES = 12, ROUNDS = 6 };
     size_t max = (size_t)SIZES * 20000 + 8192;
     unsigned char *buf = (unsigned char *)malloc(max);
@@ -267,7 +264,19 @@ static void test_segments_kept(void) {
     }
     CHECK_EQ(bad, 0);
     free(buf);
-    CHECK_EQ(concur_procpool_destroy(pp), 0);
+}
+
+/* Workers keep the segments they were sent mapped between tasks: every task must
+   still see its own input and fill its own result, when segments come back, when
+   more of them go around than a worker keeps, when a result grows one, and when
+   workers are replaced (a new one has none mapped) while the segments live on. The
+   contents change on every round, so a stale mapping shows as wrong bytes. */
+static void test_segments_kept(void) {
+    for (int setup = 0; setup < 2; setup++) {
+        concur_procpool *pp = setup == 0 ? shm_pool(1, 0) : shm_pool(2, 5);
+        segments_round_trip(pp);
+        CHECK_EQ(concur_procpool_destroy(pp), 0);
+    }
 }
 
 static void test_crashes_fail_only_their_task(void) {
