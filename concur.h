@@ -3159,9 +3159,6 @@ CONCUR_API void concur__fj_sync(concur__fj *w) {
     concur__dq_sync_top((concur__worker *)w);
 }
 
-/* Storage for the result of the typed spawn at virtual position h >= cap, which ran
-   at once because the deque was full. Only the owner touches it, and nobody keeps a
-   pointer into it across a task, so it may move when it grows. */
 /* task NULL: the name is not known (a SYNC below the bottom of the deque). */
 CONCUR_API void concur__fj_misuse(const char *task) {
     if (task)
@@ -3174,6 +3171,9 @@ CONCUR_API void concur__fj_misuse(const char *task) {
     abort();
 }
 
+/* Storage for the result of the typed spawn at virtual position h >= cap, which ran
+   at once because the deque was full. Only the owner touches it, and nobody keeps a
+   pointer into it across a task, so it may move when it grows. */
 CONCUR_API void *concur__fj_overflow(concur__fj *w, uint32_t h) {
     uint32_t i = h - w->cap;
     /* Positions beyond the deque come one spawn at a time: one this far out is a SYNC
@@ -5380,7 +5380,8 @@ CONCUR__PRIVATE void *concur__map_shared(int fd, size_t len, int prot, int popul
 
 /* Worker: the slot of segment id (cap bytes, open as fd), mapped: the kept mapping,
    or a new one in place of an older size of the same segment or of the least
-   recently used. -1 when it cannot be mapped. */
+   recently used (an empty slot's `used` is 0, so empty slots go first). -1 when it
+   cannot be mapped. */
 CONCUR__PRIVATE int concur__wseg_map(concur__wproc *wp, uint64_t id, int fd, size_t cap) {
     int victim = -1;
     for (int i = 0; i < CONCUR__WSEG_KEEP; i++) {
@@ -5393,8 +5394,7 @@ CONCUR__PRIVATE int concur__wseg_map(concur__wproc *wp, uint64_t id, int fd, siz
             victim = i; /* the segment grew since: its old mapping goes */
             break;
         }
-        if (victim < 0 || (wp->segmap[victim].map && (!e->map || e->used < wp->segmap[victim].used)))
-            victim = i;
+        if (victim < 0 || e->used < wp->segmap[victim].used) victim = i;
     }
     void *m = concur__map_shared(fd, cap, PROT_READ | PROT_WRITE, 1);
     if (!m) return -1;
@@ -5727,9 +5727,8 @@ CONCUR__PRIVATE void concur__pp_wake(concur_procpool *pp) {
 CONCUR__PRIVATE void concur__seg_destroy(concur__seg *s) {
     /* Workers may still have it mapped (they keep segments by id, and this id never
        comes again): emptying the file gives its memory back now, not when they exit. */
-    if (ftruncate(s->fd, 0) != 0) {
-        /* Only the memory stays until the workers go; nothing to tell anyone. */
-    }
+    int emptied = ftruncate(s->fd, 0); /* on failure only the memory outlives us */
+    (void)emptied;
     munmap(s->map, s->cap);
     close(s->fd);
     CONCUR_FREE(s);

@@ -172,6 +172,19 @@ static void *loop_thread(void *p) {
     return NULL;
 }
 
+/* Starts fn(arg) on L, runs L on a thread of its own, and waits until fn has set
+   *started: from then on the coroutine is the other thread's. */
+static concur_thread *go_on_thread(concur_loop *L, void *(*fn)(void *), void *arg, concur_event *started,
+                                   concur_co **co) {
+    concur_event_init(started);
+    *co = concur_go(L, fn, arg);
+    REQUIRE(*co);
+    concur_thread *t = concur_thread_create(loop_thread, L);
+    REQUIRE(t);
+    CHECK_EQ(concur_event_wait(started, 10), 0);
+    return t;
+}
+
 /* A coroutine that takes cancels one after another until told to stop. */
 typedef struct cancel_storm { concur_event started; int stop; long woken_otherwise; } cancel_storm;
 
@@ -191,12 +204,8 @@ static void test_cancel_storm_from_thread(void) {
     concur_loop *L = new_loop();
     cancel_storm a;
     memset(&a, 0, sizeof a);
-    concur_event_init(&a.started);
-    concur_co *co = concur_go(L, storm_victim, &a);
-    REQUIRE(co);
-    concur_thread *t = concur_thread_create(loop_thread, L);
-    REQUIRE(t);
-    CHECK_EQ(concur_event_wait(&a.started, 10), 0);
+    concur_co *co;
+    concur_thread *t = go_on_thread(L, storm_victim, &a, &a.started, &co);
     long n = test_scale(5000);
     for (long i = 0; i < n; i++) CHECK_EQ(concur_cancel(co), 0);
     __atomic_store_n(&a.stop, 1, __ATOMIC_RELEASE);
@@ -213,12 +222,8 @@ static void test_cancel_and_join_from_thread(void) {
     concur_loop *L = new_loop();
     remote_arg a;
     memset(&a, 0, sizeof a);
-    concur_event_init(&a.started);
-    concur_co *co = concur_go(L, remote_victim, &a);
-    REQUIRE(co);
-    concur_thread *t = concur_thread_create(loop_thread, L);
-    REQUIRE(t);
-    CHECK_EQ(concur_event_wait(&a.started, 10), 0);
+    concur_co *co;
+    concur_thread *t = go_on_thread(L, remote_victim, &a, &a.started, &co);
     CHECK_EQ(concur_join(co, 0.02, NULL), -ETIMEDOUT); /* a thread waits on a coroutine */
     CHECK_EQ(concur_loop_destroy(L), -EBUSY);
     CHECK_EQ(concur_cancel(co), 0);
