@@ -489,18 +489,23 @@ typedef struct concur__fj {
     uint32_t allstolen;
     uint32_t movesplit;
     char pad0[64 - 16];
-    /* Owner only. */
+    /* Owner only. Typed tasks pass their position in the deque as a record's address,
+       so that a join reads the spawn's arguments without first loading `dq`; the
+       pool's own code works with indices (concur__dq_head). */
+    uintptr_t top;             /* &dq[head]: where the next spawn goes */
+    uintptr_t split_at;        /* &dq[split] */
+    uintptr_t end;             /* &dq[cap]; typed spawns past it run at once */
     concur__rec *dq;
-    uint32_t head, split, cap;
+    uint32_t split, cap;
     uint32_t overflow_cap;     /* slots in `overflow` */
     const uint32_t *sleepers;  /* the pool's count of sleeping workers */
     unsigned char *overflow;   /* results of typed spawns beyond the deque */
 } concur__fj;
 
 CONCUR_API concur__fj *concur__fj_self(void);
-CONCUR_API void concur__fj_pushed(concur__fj *w, uint32_t h);
+CONCUR_API void concur__fj_pushed(concur__fj *w, uintptr_t h);
 CONCUR_API void concur__fj_sync(concur__fj *w);
-CONCUR_API void *concur__fj_overflow(concur__fj *w, uint32_t h);
+CONCUR_API void *concur__fj_overflow(concur__fj *w, uintptr_t h);
 CONCUR_API int concur__fj_run(concur_pool *pool, void (*run)(void *args), void *args);
 CONCUR_API void concur__fj_misuse(const char *task);
 
@@ -509,8 +514,9 @@ CONCUR_API void concur__fj_misuse(const char *task);
    record with the wrong types. */
 #ifdef CONCUR_DEBUG
 #  define CONCUR__FJ_CHECK_TOP(name) \
-    if (concur__h < concur__w->cap && \
-        concur__w->dq[concur__h].fn != (void (*)(void))name##__concur_run) \
+    if (concur__h < (uintptr_t)concur__w->dq) concur__fj_misuse(NULL); \
+    if (concur__h < concur__w->end && \
+        ((concur__rec *)concur__h)->fn != (void (*)(void))name##__concur_run) \
         concur__fj_misuse(#name);
 #else
 #  define CONCUR__FJ_CHECK_TOP(name)
@@ -533,33 +539,32 @@ CONCUR_API void concur__fj_misuse(const char *task);
 #define CONCUR_SYNC(name) name##__concur_sync(concur__w, &concur__h)
 #define CONCUR_RUN(pool, name, result, ...) name##__concur_start((pool), (result), __VA_ARGS__)
 
-/* Pushes a typed record; the caller checked for room. ctx 0 marks it typed, and the
-   pool then passes the payload as the argument (one store less per spawn). */
-CONCUR__FJ_INLINE concur__rec *concur__fj_put(concur__fj *w, uint32_t h, void (*run)(void *)) {
-    concur__rec *r = &w->dq[h];
+/* Pushes a typed record; the caller checked for room. A free slot always has ctx,
+   thief and done at 0 (whoever takes a record leaves them so), and ctx 0 marks the
+   record typed: the pool then passes the payload as the argument. A spawn writes
+   only the function and the arguments. */
+CONCUR__FJ_INLINE concur__rec *concur__fj_put(uintptr_t h, void (*run)(void *)) {
+    concur__rec *r = (concur__rec *)h;
     r->fn = (void (*)(void))run;
-    r->ctx = 0;
-    r->thief = 0;
-    r->done = 0;
     return r;
 }
 
 /* After the arguments are in: publishes the new head, and hands over to the slow path
    when thieves asked for work, took everything, or a worker sleeps. */
-CONCUR__FJ_INLINE uint32_t concur__fj_pushed_fast(concur__fj *w, uint32_t h) {
-    w->head = h + 1;
+CONCUR__FJ_INLINE uintptr_t concur__fj_pushed_fast(concur__fj *w, uintptr_t h) {
+    w->top = h + sizeof(concur__rec);
     if (!CONCUR__FJ_LIKELY(!(__atomic_load_n(&w->allstolen, __ATOMIC_RELAXED) |
                              __atomic_load_n(&w->movesplit, __ATOMIC_RELAXED) |
                              __atomic_load_n(w->sleepers, __ATOMIC_RELAXED))))
         concur__fj_pushed(w, h);
-    return h + 1;
+    return h + sizeof(concur__rec);
 }
 
 /* The record at h is private and nobody asked for a share: pop it here. */
-CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
-    if (CONCUR__FJ_LIKELY(h >= w->split && h < w->cap &&
+CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uintptr_t h) {
+    if (CONCUR__FJ_LIKELY(h >= w->split_at && h < w->end &&
                           !__atomic_load_n(&w->movesplit, __ATOMIC_RELAXED))) {
-        w->head = h;
+        w->top = h;
         return 1;
     }
     return 0;
@@ -575,39 +580,39 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
 
 /* A spawn with room in the deque: the record, its arguments, the new head. */
 #define CONCUR__FJ_PUSH(name, STORE) \
-    concur__rec *concur__rec_ = concur__fj_put(concur__w, concur__h, name##__concur_run); \
+    concur__rec *concur__rec_ = concur__fj_put(concur__h, name##__concur_run); \
     name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__rec_->payload; \
     CONCUR__FJ_LIST STORE \
     return concur__fj_pushed_fast(concur__w, concur__h);
 /* The arguments (later the result) of the record a SYNC joins. */
 #define CONCUR__FJ_TOP(name) \
     CONCUR__FJ_CHECK_TOP(name) \
-    name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__w->dq[concur__h].payload;
+    name##__concur_args *concur__p = (name##__concur_args *)(void *)&((concur__rec *)concur__h)->payload;
 
 #define CONCUR__FJ_TASK(R, name, PARAMS, ARGS, FIELDS, STORE, FROM_P) \
     CONCUR__FJ_ARGS(name, FIELDS, R out;) \
-    static R name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS); \
+    static R name(concur__fj *concur__w, uintptr_t concur__h, CONCUR__FJ_LIST PARAMS); \
     CONCUR__FJ_UNUSED void name##__concur_run(void *concur__a) { \
         name##__concur_args *concur__p = (name##__concur_args *)concur__a; \
         concur__fj *concur__w = concur__fj_self(); \
-        R concur__r = name(concur__w, concur__w->head, CONCUR__FJ_LIST FROM_P); \
+        R concur__r = name(concur__w, concur__w->top, CONCUR__FJ_LIST FROM_P); \
         concur__p->out = concur__r; \
     } \
-    CONCUR__FJ_INLINE uint32_t name##__concur_spawn(concur__fj *concur__w, uint32_t concur__h, \
+    CONCUR__FJ_INLINE uintptr_t name##__concur_spawn(concur__fj *concur__w, uintptr_t concur__h, \
                                                     CONCUR__FJ_LIST PARAMS) { \
-        if (!CONCUR__FJ_LIKELY(concur__h < concur__w->cap)) { \
-            R concur__r = name(concur__w, concur__h + 1, CONCUR__FJ_LIST ARGS); \
+        if (!CONCUR__FJ_LIKELY(concur__h < concur__w->end)) { \
+            R concur__r = name(concur__w, concur__h + sizeof(concur__rec), CONCUR__FJ_LIST ARGS); \
             *(R *)concur__fj_overflow(concur__w, concur__h) = concur__r; \
-            return concur__h + 1; \
+            return concur__h + sizeof(concur__rec); \
         } \
         CONCUR__FJ_PUSH(name, STORE) \
     } \
-    CONCUR__FJ_INLINE R name##__concur_sync(concur__fj *concur__w, uint32_t *concur__hp) { \
-        uint32_t concur__h = --*concur__hp; \
+    CONCUR__FJ_INLINE R name##__concur_sync(concur__fj *concur__w, uintptr_t *concur__hp) { \
+        uintptr_t concur__h = *concur__hp -= sizeof(concur__rec); \
         CONCUR__FJ_TOP(name) \
         if (concur__fj_pop_fast(concur__w, concur__h)) \
             return name(concur__w, concur__h, CONCUR__FJ_LIST FROM_P); \
-        if (concur__h >= concur__w->cap) return *(R *)concur__fj_overflow(concur__w, concur__h); \
+        if (concur__h >= concur__w->end) return *(R *)concur__fj_overflow(concur__w, concur__h); \
         concur__fj_sync(concur__w); \
         return concur__p->out; \
     } \
@@ -619,32 +624,32 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
         if (concur__rc == 0 && concur__result) *concur__result = concur__p->out; \
         return concur__rc; \
     } \
-    static R name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS)
+    static R name(concur__fj *concur__w, uintptr_t concur__h, CONCUR__FJ_LIST PARAMS)
 
 #define CONCUR__FJ_VOID_TASK(name, PARAMS, ARGS, FIELDS, STORE, FROM_P) \
     CONCUR__FJ_ARGS(name, FIELDS, ) \
-    static void name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS); \
+    static void name(concur__fj *concur__w, uintptr_t concur__h, CONCUR__FJ_LIST PARAMS); \
     CONCUR__FJ_UNUSED void name##__concur_run(void *concur__a) { \
         name##__concur_args *concur__p = (name##__concur_args *)concur__a; \
         concur__fj *concur__w = concur__fj_self(); \
-        name(concur__w, concur__w->head, CONCUR__FJ_LIST FROM_P); \
+        name(concur__w, concur__w->top, CONCUR__FJ_LIST FROM_P); \
     } \
-    CONCUR__FJ_INLINE uint32_t name##__concur_spawn(concur__fj *concur__w, uint32_t concur__h, \
+    CONCUR__FJ_INLINE uintptr_t name##__concur_spawn(concur__fj *concur__w, uintptr_t concur__h, \
                                                     CONCUR__FJ_LIST PARAMS) { \
-        if (!CONCUR__FJ_LIKELY(concur__h < concur__w->cap)) { \
-            name(concur__w, concur__h + 1, CONCUR__FJ_LIST ARGS); \
-            return concur__h + 1; \
+        if (!CONCUR__FJ_LIKELY(concur__h < concur__w->end)) { \
+            name(concur__w, concur__h + sizeof(concur__rec), CONCUR__FJ_LIST ARGS); \
+            return concur__h + sizeof(concur__rec); \
         } \
         CONCUR__FJ_PUSH(name, STORE) \
     } \
-    CONCUR__FJ_INLINE void name##__concur_sync(concur__fj *concur__w, uint32_t *concur__hp) { \
-        uint32_t concur__h = --*concur__hp; \
+    CONCUR__FJ_INLINE void name##__concur_sync(concur__fj *concur__w, uintptr_t *concur__hp) { \
+        uintptr_t concur__h = *concur__hp -= sizeof(concur__rec); \
         CONCUR__FJ_TOP(name) \
         if (concur__fj_pop_fast(concur__w, concur__h)) { \
             name(concur__w, concur__h, CONCUR__FJ_LIST FROM_P); \
             return; \
         } \
-        if (concur__h < concur__w->cap) concur__fj_sync(concur__w); \
+        if (concur__h < concur__w->end) concur__fj_sync(concur__w); \
     } \
     CONCUR__FJ_UNUSED int name##__concur_start(concur_pool *concur__pool, void *concur__result, \
                                                CONCUR__FJ_LIST PARAMS) { \
@@ -653,7 +658,7 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uint32_t h) {
         CONCUR__FJ_LIST STORE \
         return concur__fj_run(concur__pool, name##__concur_run, concur__p); \
     } \
-    static void name(concur__fj *concur__w, uint32_t concur__h, CONCUR__FJ_LIST PARAMS)
+    static void name(concur__fj *concur__w, uintptr_t concur__h, CONCUR__FJ_LIST PARAMS)
 
 #define CONCUR__FJ_1(T1, a1) (T1 a1), (a1), (T1 a1;), (concur__p->in.a1 = a1;), (concur__p->in.a1)
 #define CONCUR__FJ_2(T1, a1, T2, a2) (T1 a1, T2 a2), (a1, a2), (T1 a1; T2 a2;), \
@@ -2354,6 +2359,18 @@ struct concur__worker {
     char pad1[64];
 };
 
+/* The deque's head and split as indices; fj keeps them as record addresses. */
+static inline uint32_t concur__dq_head(const concur__worker *w) {
+    return (uint32_t)((w->fj.top - (uintptr_t)w->fj.dq) / sizeof(concur__rec));
+}
+static inline void concur__dq_set_head(concur__worker *w, uint32_t h) {
+    w->fj.top = (uintptr_t)(w->fj.dq + h);
+}
+static inline void concur__dq_set_split(concur__worker *w, uint32_t s) {
+    w->fj.split = s;
+    w->fj.split_at = (uintptr_t)(w->fj.dq + s);
+}
+
 struct concur_pool {
     int nworkers;
     concur__worker *workers;
@@ -2431,8 +2448,8 @@ CONCUR__PRIVATE void concur__group_record_error(concur_group *g, int err) {
 
 CONCUR__HOT void concur__dq_sync_top(concur__worker *w);
 
-CONCUR__COLD void concur__drain(concur__worker *w, uint32_t h0) {
-    while (w->fj.head > h0) concur__dq_sync_top(w);
+CONCUR__COLD void concur__drain(concur__worker *w, uintptr_t top0) {
+    while (w->fj.top > top0) concur__dq_sync_top(w);
 }
 
 /* Runs a submitted task whose future the caller has just moved to RUNNING. */
@@ -2450,12 +2467,12 @@ CONCUR__PRIVATE void concur__run_claimed(concur_future *f, concur__fnptr fn, voi
 }
 
 CONCUR__COLD void concur__run_submit(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
-    uint32_t h0 = w->fj.head;
+    uintptr_t top0 = w->fj.top;
     concur_future *f = (concur_future *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
     /* Fails when the task was cancelled, or already run by a worker waiting on it. */
     if (concur_future_set_running(f) == 0) concur__run_claimed(f, fn, arg);
     concur_future_release(f); /* the pool's reference */
-    if (w->fj.head > h0) concur__drain(w, h0);
+    if (w->fj.top > top0) concur__drain(w, top0);
 }
 
 /* A worker waiting on a pending task of its own pool runs it inline (ForkJoinPool's
@@ -2473,9 +2490,9 @@ CONCUR__PRIVATE int concur__pool_run_inline(concur_future *f) {
     if (concur_future_set_running(f) != 0) return 0;
     concur__fnptr fn = (concur__fnptr)f->bu.task_fn;
     void *arg = f->vu.task_arg;
-    uint32_t h0 = w->fj.head;
+    uintptr_t top0 = w->fj.top;
     concur__run_claimed(f, fn, arg);
-    if (w->fj.head > h0) concur__drain(w, h0);
+    if (w->fj.top > top0) concur__drain(w, top0);
     return 1;
 }
 
@@ -2487,12 +2504,12 @@ CONCUR__HOT void concur__run(concur__worker *w, concur__fnptr fn, void *arg, uin
         concur__run_submit(w, fn, arg, ctx);
         return;
     }
-    uint32_t h0 = w->fj.head;
+    uintptr_t top0 = w->fj.top;
     uintptr_t saved = concur__cur_ctx;
     concur__cur_ctx = ctx;
     ((void (*)(void *))fn)(arg);
     concur__cur_ctx = saved;
-    if (CONCUR__UNLIKELY(w->fj.head > h0)) concur__drain(w, h0);
+    if (CONCUR__UNLIKELY(w->fj.top > top0)) concur__drain(w, top0);
     /* Last: the group's owner may return (and the group vanish) right after. */
     if (CONCUR__UNLIKELY(kind == CONCUR__REC_TRACKED)) {
         concur_group *g = (concur_group *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
@@ -2505,13 +2522,13 @@ CONCUR__HOT void concur__run(concur__worker *w, concur__fnptr fn, void *arg, uin
 /* Owner: makes about half of the private records shared, on a thief's request. */
 CONCUR__PRIVATE void concur__dq_grow_split(concur__worker *w) {
     concur__store(&w->fj.movesplit, 0, RELAXED);
-    uint32_t h = w->fj.head, s = w->fj.split;
+    uint32_t h = concur__dq_head(w), s = w->fj.split;
     if (h <= s) return;
     uint32_t ns = s + (h - s + 1) / 2;
     uint64_t old = concur__load(&w->fj.ts, RELAXED);
     /* Thieves may move tail meanwhile; split is only ever changed by us. */
     while (!concur__cas(&w->fj.ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), ns), RELEASE)) {}
-    w->fj.split = ns;
+    concur__dq_set_split(w, ns);
     concur__pool_notify(w->pool, 0);
 }
 
@@ -2526,7 +2543,7 @@ CONCUR__COLD void concur__dq_push_slow(concur__worker *w, uint32_t h) {
            record shared at once since thieves are evidently hungry. No thief CASes
            while tail == split, so a plain store is safe. */
         concur__store(&w->fj.ts, CONCUR__TS(h, h + 1), RELEASE);
-        w->fj.split = h + 1;
+        concur__dq_set_split(w, h + 1);
         concur__store(&w->fj.movesplit, 0, RELAXED);
         concur__store(&w->fj.allstolen, 0, RELEASE);
         concur__pool_notify(w->pool, 0);
@@ -2539,25 +2556,25 @@ CONCUR__COLD void concur__dq_push_slow(concur__worker *w, uint32_t h) {
    concur__dq_push_slow must follow: thieves asked for work, took everything, or a
    worker sleeps. It does not call it itself, so that concur_spawn can stay a leaf. */
 CONCUR__HOT int concur__dq_put(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
-    uint32_t h = w->fj.head;
-    CONCUR__CHECK(h < w->fj.cap);
+    CONCUR__CHECK(w->fj.top < w->fj.end);
     CONCUR__CHECK(concur__load(&w->fj.allstolen, RELAXED) ||
-                  CONCUR__TS_TAIL(concur__load(&w->fj.ts, RELAXED)) <= h);
-    concur__rec *r = &w->fj.dq[h];
+                  CONCUR__TS_TAIL(concur__load(&w->fj.ts, RELAXED)) <= concur__dq_head(w));
+    concur__rec *r = (concur__rec *)w->fj.top;
+    /* A free slot (see concur__fj_put). */
+    CONCUR__CHECK(r->ctx == 0 && concur__load(&r->thief, RELAXED) == 0 &&
+                  concur__load(&r->done, RELAXED) == 0);
     r->fn = fn;
     r->arg = arg;
     r->ctx = ctx;
-    concur__store(&r->thief, 0, RELAXED);
-    concur__store(&r->done, 0, RELAXED);
-    w->fj.head = h + 1;
+    w->fj.top = (uintptr_t)(r + 1);
     return (int)(concur__load(&w->fj.allstolen, RELAXED) | concur__load(&w->fj.movesplit, RELAXED) |
                  concur__load(&w->pool->sleepers, RELAXED));
 }
 
 /* Owner: pushes a record; 0 when the deque is full. */
 CONCUR__HOT int concur__dq_push(concur__worker *w, concur__fnptr fn, void *arg, uintptr_t ctx) {
-    if (CONCUR__UNLIKELY(w->fj.head == w->fj.cap)) return 0;
-    if (CONCUR__UNLIKELY(concur__dq_put(w, fn, arg, ctx))) concur__dq_push_slow(w, w->fj.head - 1);
+    if (CONCUR__UNLIKELY(w->fj.top == w->fj.end)) return 0;
+    if (CONCUR__UNLIKELY(concur__dq_put(w, fn, arg, ctx))) concur__dq_push_slow(w, concur__dq_head(w) - 1);
     return 1;
 }
 
@@ -2574,7 +2591,7 @@ CONCUR__PRIVATE int concur__dq_shrink(concur__worker *w) {
         /* Keep the older half shared; head-1 == s-1 >= the new split. */
         uint32_t ns = tail + (s - tail) / 2;
         if (concur__cas(&w->fj.ts, &old, CONCUR__TS(tail, ns), ACQ_REL)) {
-            w->fj.split = ns;
+            concur__dq_set_split(w, ns);
             return 1;
         }
     }
@@ -2612,8 +2629,12 @@ CONCUR__HOT void concur__dq_pop_run(concur__worker *w, uint32_t t) {
     concur__rec *r = &w->fj.dq[t];
     concur__fnptr fn = r->fn;
     uintptr_t ctx = r->ctx;
-    void *arg = ctx ? r->arg : (void *)&r->payload; /* ctx 0: a typed task */
-    w->fj.head = t; /* the task may push at t again */
+    void *arg = (void *)&r->payload; /* ctx 0: a typed task */
+    if (ctx) {
+        arg = r->arg;
+        r->ctx = 0; /* a free slot's: see concur__fj_put */
+    }
+    w->fj.top = (uintptr_t)r; /* the task may push at t again */
     concur__run(w, fn, arg, ctx);
 }
 
@@ -2626,7 +2647,10 @@ CONCUR__COLD void concur__dq_sync_slow(concur__worker *w, uint32_t t) {
         return;
     }
     concur__leapfrog(w, r);
-    w->fj.head = t;
+    /* The thief is done with the record: leave the slot as concur__fj_put expects. */
+    concur__store(&r->thief, 0, RELAXED);
+    concur__store(&r->done, 0, RELAXED);
+    w->fj.top = (uintptr_t)r;
     /* Tasks stolen back during the leapfrog pushed at t+1 and may have restarted the
        shared region there, leaving tail above head. Every record below a stolen one
        was stolen too, so say so: the next sync takes the stolen path and the next
@@ -2643,9 +2667,9 @@ CONCUR__HOT void concur__dq_sync_at(concur__worker *w, uint32_t t) {
            rather than at our next spawn, which may be long in coming (a parallel
            for's leaves only pop). The record we are about to take stays private. */
         if (CONCUR__UNLIKELY(concur__load(&w->fj.movesplit, RELAXED)) && t > w->fj.split) {
-            w->fj.head = t;
+            concur__dq_set_head(w, t);
             concur__dq_grow_split(w);
-            w->fj.head = t + 1;
+            concur__dq_set_head(w, t + 1);
         }
         concur__dq_pop_run(w, t);
         return;
@@ -2654,7 +2678,7 @@ CONCUR__HOT void concur__dq_sync_at(concur__worker *w, uint32_t t) {
 }
 
 CONCUR__HOT void concur__dq_sync_top(concur__worker *w) {
-    concur__dq_sync_at(w, w->fj.head - 1);
+    concur__dq_sync_at(w, concur__dq_head(w) - 1);
 }
 
 /* Thief: takes the oldest shared record of v and runs it. 1 when it ran one. */
@@ -2670,7 +2694,13 @@ CONCUR__PRIVATE int concur__steal_from(concur__worker *self, concur__worker *v) 
     concur__rec *r = &v->fj.dq[tail];
     concur__fnptr fn = r->fn;
     uintptr_t ctx = r->ctx;
-    void *arg = ctx ? r->arg : (void *)&r->payload; /* ctx 0: a typed task */
+    void *arg = (void *)&r->payload; /* ctx 0: a typed task */
+    if (ctx) {
+        arg = r->arg;
+        /* A free slot's (see concur__fj_put); the owner reuses the slot only after
+           our release of done below. */
+        r->ctx = 0;
+    }
     if ((ctx & CONCUR__REC_KIND) != CONCUR__REC_SPAWN) {
         /* A submit or a tracked spawn reports through its future or its group's
            count, not through this slot: give the slot back now. The owner, which
@@ -2740,22 +2770,23 @@ CONCUR__PRIVATE int concur__take_injected(concur__worker *w) {
     concur__unlock(&p->qlock);
     if (n == 0) return 0;
     if (more) concur__pool_notify(p, 0); /* cascade */
-    uint32_t h0 = w->fj.head;
+    uint32_t h0 = concur__dq_head(w);
     /* Pushed newest first so that the owner, popping from the top, runs them in
        submission order while thieves take from the other end. */
     for (uint32_t i = n; i-- > 0;) {
         if (!concur__dq_push(w, batch[i].fn, batch[i].arg, batch[i].ctx))
             concur__run(w, batch[i].fn, batch[i].arg, batch[i].ctx);
     }
-    if (w->fj.head > h0 + 1 && w->fj.split < w->fj.head && !concur__load(&w->fj.allstolen, RELAXED)) {
+    uint32_t h = concur__dq_head(w);
+    if (h > h0 + 1 && w->fj.split < h && !concur__load(&w->fj.allstolen, RELAXED)) {
         /* Share the whole batch: these are independent tasks, and a slow one must
            not hold the others back. Any record may be shared; sync handles it. */
         uint64_t old = concur__load(&w->fj.ts, RELAXED);
-        while (!concur__cas(&w->fj.ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), w->fj.head), RELEASE)) {}
-        w->fj.split = w->fj.head;
+        while (!concur__cas(&w->fj.ts, &old, CONCUR__TS(CONCUR__TS_TAIL(old), h), RELEASE)) {}
+        concur__dq_set_split(w, h);
         concur__pool_notify(p, 0);
     }
-    while (w->fj.head > h0) concur__dq_sync_top(w);
+    while (concur__dq_head(w) > h0) concur__dq_sync_top(w);
     return 1;
 }
 
@@ -2938,7 +2969,11 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
            pushes never share a line with the record a thief is finishing. */
         w->dq_mem = concur__malloc(cap * sizeof(concur__rec) + 64);
         if (!w->dq_mem) { concur__pool_free(p); errno = ENOMEM; return NULL; }
+        /* Zeroed: a free slot has ctx, thief and done at 0 (see concur__fj_put). */
+        memset(w->dq_mem, 0, cap * sizeof(concur__rec) + 64);
         w->fj.dq = (concur__rec *)(((uintptr_t)w->dq_mem + 63) & ~(uintptr_t)63);
+        w->fj.top = w->fj.split_at = (uintptr_t)w->fj.dq;
+        w->fj.end = (uintptr_t)(w->fj.dq + cap);
     }
     for (int i = 0; i < n; i++) {
         int rc = concur__thread_start(&p->workers[i].tid, concur__worker_main, &p->workers[i]);
@@ -3058,7 +3093,7 @@ CONCUR_API int concur_group_init(concur_group *g, concur_pool *pool) {
     g->concur__remote_used = 0;
     if (w && w->pool == pool) {
         g->concur__worker = w;
-        g->concur__base = w->fj.head;
+        g->concur__base = concur__dq_head(w);
     } else {
         g->concur__worker = NULL;
         g->concur__base = 0;
@@ -3112,10 +3147,10 @@ CONCUR__COLD int concur__spawn_pushed_slow(concur__worker *w, uint32_t h) {
    is a leaf function: every other case is a tail call, so no registers are saved. */
 CONCUR_API int concur_spawn(concur_group *g, void (*fn)(void *arg), void *arg) {
     concur__worker *w = concur__cur_worker;
-    if (CONCUR__UNLIKELY(!g || !fn || !w || w != g->concur__worker || w->fj.head == w->fj.cap))
+    if (CONCUR__UNLIKELY(!g || !fn || !w || w != g->concur__worker || w->fj.top == w->fj.end))
         return concur__spawn_slow(g, fn, arg);
     if (CONCUR__UNLIKELY(concur__dq_put(w, (concur__fnptr)fn, arg, (uintptr_t)g)))
-        return concur__spawn_pushed_slow(w, w->fj.head - 1);
+        return concur__spawn_pushed_slow(w, concur__dq_head(w) - 1);
     return 0;
 }
 
@@ -3130,7 +3165,7 @@ CONCUR_API int concur_group_wait(concur_group *g) {
         /* The position stays in a register: after a child has run, the head is back
            at its record (concur__run drains what the child left), and reloading it
            would wait for the store the child just made. */
-        uint32_t h = w->fj.head;
+        uint32_t h = concur__dq_head(w);
         while (h > g->concur__base) concur__dq_sync_at(w, --h);
     }
     /* Remote children were counted by spawns that happened before the local ones
@@ -3151,11 +3186,12 @@ CONCUR_API concur__fj *concur__fj_self(void) {
     return concur__cur_worker ? &concur__cur_worker->fj : NULL;
 }
 
-CONCUR_API void concur__fj_pushed(concur__fj *w, uint32_t h) {
-    concur__dq_push_slow((concur__worker *)w, h);
+CONCUR_API void concur__fj_pushed(concur__fj *w, uintptr_t h) {
+    concur__dq_push_slow((concur__worker *)w, (uint32_t)((h - (uintptr_t)w->dq) / sizeof(concur__rec)));
 }
 
 CONCUR_API void concur__fj_sync(concur__fj *w) {
+    if (w->top <= (uintptr_t)w->dq) concur__fj_misuse(NULL); /* nothing left to join */
     concur__dq_sync_top((concur__worker *)w);
 }
 
@@ -3174,10 +3210,10 @@ CONCUR_API void concur__fj_misuse(const char *task) {
 /* Storage for the result of the typed spawn at virtual position h >= cap, which ran
    at once because the deque was full. Only the owner touches it, and nobody keeps a
    pointer into it across a task, so it may move when it grows. */
-CONCUR_API void *concur__fj_overflow(concur__fj *w, uint32_t h) {
-    uint32_t i = h - w->cap;
-    /* Positions beyond the deque come one spawn at a time: one this far out is a SYNC
-       below the bottom of the deque. */
+CONCUR_API void *concur__fj_overflow(concur__fj *w, uintptr_t h) {
+    uintptr_t i = (h - w->end) / sizeof(concur__rec);
+    /* Positions beyond the deque come one spawn at a time: one this far out is not
+       a spawn's. */
     if (i >= (1u << 28)) concur__fj_misuse(NULL);
     if (i >= w->overflow_cap) {
         uint32_t ncap = w->overflow_cap ? w->overflow_cap * 2 : 64;
