@@ -526,10 +526,13 @@ CONCUR_API void concur__fj_misuse(const char *task);
 #  define CONCUR__FJ_INLINE __attribute__((always_inline, unused)) static inline
 #  define CONCUR__FJ_UNUSED __attribute__((unused)) static
 #  define CONCUR__FJ_LIKELY(x) __builtin_expect(!!(x), 1)
+/* A leaf task (no SPAWN, CALL or SYNC) leaves the hidden parameters unused. */
+#  define CONCUR__FJ_HIDDEN __attribute__((unused))
 #else
 #  define CONCUR__FJ_INLINE static inline
 #  define CONCUR__FJ_UNUSED static
 #  define CONCUR__FJ_LIKELY(x) (x)
+#  define CONCUR__FJ_HIDDEN
 #endif
 #define CONCUR__FJ_LIST(...) __VA_ARGS__
 
@@ -591,7 +594,8 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uintptr_t h) {
 
 #define CONCUR__FJ_TASK(R, name, PARAMS, ARGS, FIELDS, STORE, FROM_P) \
     CONCUR__FJ_ARGS(name, FIELDS, R out;) \
-    static R name(concur__fj *concur__w, uintptr_t concur__h, CONCUR__FJ_LIST PARAMS); \
+    static R name(concur__fj *concur__w CONCUR__FJ_HIDDEN, \
+                  uintptr_t concur__h CONCUR__FJ_HIDDEN, CONCUR__FJ_LIST PARAMS); \
     CONCUR__FJ_UNUSED void name##__concur_run(void *concur__a) { \
         name##__concur_args *concur__p = (name##__concur_args *)concur__a; \
         concur__fj *concur__w = concur__fj_self(); \
@@ -624,11 +628,13 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uintptr_t h) {
         if (concur__rc == 0 && concur__result) *concur__result = concur__p->out; \
         return concur__rc; \
     } \
-    static R name(concur__fj *concur__w, uintptr_t concur__h, CONCUR__FJ_LIST PARAMS)
+    static R name(concur__fj *concur__w CONCUR__FJ_HIDDEN, \
+                  uintptr_t concur__h CONCUR__FJ_HIDDEN, CONCUR__FJ_LIST PARAMS)
 
 #define CONCUR__FJ_VOID_TASK(name, PARAMS, ARGS, FIELDS, STORE, FROM_P) \
     CONCUR__FJ_ARGS(name, FIELDS, ) \
-    static void name(concur__fj *concur__w, uintptr_t concur__h, CONCUR__FJ_LIST PARAMS); \
+    static void name(concur__fj *concur__w CONCUR__FJ_HIDDEN, \
+                     uintptr_t concur__h CONCUR__FJ_HIDDEN, CONCUR__FJ_LIST PARAMS); \
     CONCUR__FJ_UNUSED void name##__concur_run(void *concur__a) { \
         name##__concur_args *concur__p = (name##__concur_args *)concur__a; \
         concur__fj *concur__w = concur__fj_self(); \
@@ -658,7 +664,8 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uintptr_t h) {
         CONCUR__FJ_LIST STORE \
         return concur__fj_run(concur__pool, name##__concur_run, concur__p); \
     } \
-    static void name(concur__fj *concur__w, uintptr_t concur__h, CONCUR__FJ_LIST PARAMS)
+    static void name(concur__fj *concur__w CONCUR__FJ_HIDDEN, \
+                     uintptr_t concur__h CONCUR__FJ_HIDDEN, CONCUR__FJ_LIST PARAMS)
 
 #define CONCUR__FJ_1(T1, a1) (T1 a1), (a1), (T1 a1;), (concur__p->in.a1 = a1;), (concur__p->in.a1)
 #define CONCUR__FJ_2(T1, a1, T2, a2) (T1 a1, T2 a2), (a1, a2), (T1 a1; T2 a2;), \

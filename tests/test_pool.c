@@ -452,6 +452,58 @@ static void test_typed_fib(void) {
     typed_fib_with(3, 4); /* deeper than the deque: spawns run at once */
 }
 
+static void count_one(void *counter) { __atomic_fetch_add((long *)counter, 1, __ATOMIC_RELAXED); }
+
+static void spin_for_us(int us) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < us);
+}
+
+/* The result differs from the argument, which shares the record's payload with it:
+   a record run as the wrong kind leaves its argument where the result should be. */
+CONCUR_TASK_1(long, tbusy_leaf, int, v) {
+    spin_for_us(50);
+    return 3L * v + 1;
+}
+
+/* Generic records (group children) and typed ones take turns in the same deque slots.
+   A spawn writes only a typed record's function and arguments, so every slot a
+   generic record used, whether its owner popped it or a thief took it, must come
+   back clean: otherwise a typed record after it that the pool runs (a thief's steal,
+   or a join that takes the slow path because a thief asked for work) is run as a
+   generic one. The busy leaves keep the owner away while idle workers ask for work. */
+CONCUR_TASK_2(long, tkinds_take_turns, int, rounds, long *, counter) {
+    long sum = 0;
+    for (int i = 0; i < rounds; i++) {
+        concur_group g;
+        if (concur_group_init(&g, NULL) != 0) return -1;
+        concur_spawn(&g, count_one, counter);
+        concur_spawn(&g, count_one, counter);
+        if (concur_group_wait(&g) != 0) return -1;
+        CONCUR_SPAWN(tbusy_leaf, i);
+        CONCUR_SPAWN(tbusy_leaf, 2 * i);
+        long c = CONCUR_CALL(tbusy_leaf, 3 * i);
+        long b = CONCUR_SYNC(tbusy_leaf);
+        sum += CONCUR_SYNC(tbusy_leaf) + b + c;
+    }
+    return sum;
+}
+
+static void test_typed_and_generic_share_slots(void) {
+    int rounds = getenv("CONCUR_TEST_QUICK") ? 50 : 200;
+    for (int threads = 1; threads <= 4; threads *= 2) {
+        concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = threads});
+        REQUIRE(pool);
+        long counter = 0, r = -1;
+        CHECK_EQ(CONCUR_RUN(pool, tkinds_take_turns, &r, rounds, &counter), 0);
+        CHECK_EQ(r, 9L * rounds * (rounds - 1) + 3L * rounds); /* the sum of 18 i + 3 */
+        CHECK_EQ(counter, 2L * rounds);
+        CHECK_EQ(concur_pool_destroy(pool), 0);
+    }
+}
+
 /* Four arguments of different types, and a result that is a struct. */
 typedef struct tmix { double d; long long ll; } tmix;
 
@@ -688,6 +740,7 @@ int main(void) {
     RUN(test_parallel_for);
     RUN(test_typed_fib);
     RUN(test_typed_shapes);
+    RUN(test_typed_and_generic_share_slots);
     RUN(test_typed_with_other_engines);
 #ifdef CONCUR_DEBUG
     RUN(test_typed_sync_misuse_reported);
