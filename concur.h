@@ -2386,7 +2386,11 @@ struct concur_pool {
     concur_mutex qlock;
     concur__rec *q;
     uint32_t qcap, qhead;
+    /* Idle workers poll qlen: on its own line, their reads leave the lock's line
+       with the submitter, which takes the lock for every submit. */
+    char padq0[64];
     uint32_t qlen; /* written under qlock, read without it as a hint */
+    char padq1[64];
     uint32_t shut; /* no more submits (written under qlock) */
     uint32_t stop; /* workers exit once the queue is empty */
     char pad0[64];
