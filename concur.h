@@ -491,12 +491,12 @@ typedef struct concur__fj {
     char pad0[64 - 16];
     /* Owner only. Typed tasks pass their position in the deque as a record's address,
        so that a join reads the spawn's arguments without first loading `dq`; the
-       pool's own code works with indices (concur__dq_head). */
+       pool's own code works with indices (concur__dq_head, concur__dq_split). */
     uintptr_t top;             /* &dq[head]: where the next spawn goes */
     uintptr_t split_at;        /* &dq[split] */
     uintptr_t end;             /* &dq[cap]; typed spawns past it run at once */
     concur__rec *dq;
-    uint32_t split, cap;
+    uint32_t cap;
     uint32_t overflow_cap;     /* slots in `overflow` */
     const uint32_t *sleepers;  /* the pool's count of sleeping workers */
     unsigned char *overflow;   /* results of typed spawns beyond the deque */
@@ -2373,8 +2373,10 @@ static inline uint32_t concur__dq_head(const concur__worker *w) {
 static inline void concur__dq_set_head(concur__worker *w, uint32_t h) {
     w->fj.top = (uintptr_t)(w->fj.dq + h);
 }
+static inline uint32_t concur__dq_split(const concur__worker *w) {
+    return (uint32_t)((w->fj.split_at - (uintptr_t)w->fj.dq) / sizeof(concur__rec));
+}
 static inline void concur__dq_set_split(concur__worker *w, uint32_t s) {
-    w->fj.split = s;
     w->fj.split_at = (uintptr_t)(w->fj.dq + s);
 }
 
@@ -2533,7 +2535,7 @@ CONCUR__HOT void concur__run(concur__worker *w, concur__fnptr fn, void *arg, uin
 /* Owner: makes about half of the private records shared, on a thief's request. */
 CONCUR__PRIVATE void concur__dq_grow_split(concur__worker *w) {
     concur__store(&w->fj.movesplit, 0, RELAXED);
-    uint32_t h = concur__dq_head(w), s = w->fj.split;
+    uint32_t h = concur__dq_head(w), s = concur__dq_split(w);
     if (h <= s) return;
     uint32_t ns = s + (h - s + 1) / 2;
     uint64_t old = concur__load(&w->fj.ts, RELAXED);
@@ -2673,11 +2675,12 @@ CONCUR__COLD void concur__dq_sync_slow(concur__worker *w, uint32_t t) {
 /* Owner: makes sure the top record, t (head - 1), has run, running it here when it
    was private. Afterwards head is t. */
 CONCUR__HOT void concur__dq_sync_at(concur__worker *w, uint32_t t) {
-    if (CONCUR__LIKELY(t >= w->fj.split)) {
+    uint32_t s = concur__dq_split(w);
+    if (CONCUR__LIKELY(t >= s)) {
         /* A thief is idle while we work through private records: share some now
            rather than at our next spawn, which may be long in coming (a parallel
            for's leaves only pop). The record we are about to take stays private. */
-        if (CONCUR__UNLIKELY(concur__load(&w->fj.movesplit, RELAXED)) && t > w->fj.split) {
+        if (CONCUR__UNLIKELY(concur__load(&w->fj.movesplit, RELAXED)) && t > s) {
             concur__dq_set_head(w, t);
             concur__dq_grow_split(w);
             concur__dq_set_head(w, t + 1);
@@ -2789,7 +2792,7 @@ CONCUR__PRIVATE int concur__take_injected(concur__worker *w) {
             concur__run(w, batch[i].fn, batch[i].arg, batch[i].ctx);
     }
     uint32_t h = concur__dq_head(w);
-    if (h > h0 + 1 && w->fj.split < h && !concur__load(&w->fj.allstolen, RELAXED)) {
+    if (h > h0 + 1 && concur__dq_split(w) < h && !concur__load(&w->fj.allstolen, RELAXED)) {
         /* Share the whole batch: these are independent tasks, and a slow one must
            not hold the others back. Any record may be shared; sync handles it. */
         uint64_t old = concur__load(&w->fj.ts, RELAXED);
