@@ -874,7 +874,9 @@ CONCUR_API int concur_cancel(concur_co *co);
 /* The running coroutine, or NULL outside one. */
 CONCUR_API concur_co *concur_co_current(void);
 /* Lets the loop run every other ready coroutine (and poll for I/O) before this one
-   continues. Outside a coroutine: sched_yield(). 0, or -ECANCELED. */
+   continues. Outside a coroutine: sched_yield(). 0, or -ECANCELED when the coroutine
+   was cancelled before or while it waited its turn (a computing coroutine's point to
+   stop). */
 CONCUR_API int concur_yield(void);
 /* Sleeps for seconds (parks a coroutine, blocks a thread). 0, -ECANCELED, -EINVAL
    (negative or NaN). */
@@ -4602,6 +4604,10 @@ CONCUR_API int concur_yield(void) {
     }
     concur__ready_push(L, co);
     concur__co_block(L, co);
+    /* A coroutine that only computes and yields must still be stoppable (asyncio's
+       sleep(0) raises CancelledError the same way). Only the loop's thread sets the
+       flag, so a plain load sees it. */
+    if (concur__load(&co->cancel, RELAXED) && concur__take_cancel(co)) return -ECANCELED;
     return 0;
 }
 

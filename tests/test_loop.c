@@ -185,6 +185,48 @@ static concur_thread *go_on_thread(concur_loop *L, void *(*fn)(void *), void *ar
     return t;
 }
 
+/* A coroutine that never blocks, only computes and yields, until cancelled. */
+static void *yield_until_cancelled(void *p) {
+    long *turns = (long *)p;
+    int rc;
+    while ((rc = concur_yield()) == 0) __atomic_fetch_add(turns, 1, __ATOMIC_RELAXED);
+    /* delivered once: the next yield is a normal one */
+    return (void *)(intptr_t)(rc == -ECANCELED && concur_yield() == 0);
+}
+
+static void *cancel_after_turns(void *p) {
+    concur_co *victim = (concur_co *)p;
+    for (int i = 0; i < 100; i++) concur_yield();
+    CHECK_EQ(concur_cancel(victim), 0);
+    return NULL;
+}
+
+static void test_cancel_yielding(void) {
+    concur_loop *L = new_loop();
+    long turns = 0;
+    concur_co *v = concur_go(L, yield_until_cancelled, &turns);
+    concur_co *c = concur_go(L, cancel_after_turns, v);
+    REQUIRE(v && c);
+    CHECK_EQ(concur_loop_run(L), 0);
+    void *r = NULL;
+    CHECK_EQ(concur_join(v, 0, &r), 0);
+    CHECK(r == (void *)1);
+    CHECK(turns >= 99);
+    CHECK_EQ(concur_join(c, 0, NULL), 0);
+    /* from another thread, while the victim keeps the loop busy */
+    turns = 0;
+    v = concur_go(L, yield_until_cancelled, &turns);
+    REQUIRE(v);
+    concur_thread *t = concur_thread_create(loop_thread, L);
+    REQUIRE(t);
+    while (__atomic_load_n(&turns, __ATOMIC_RELAXED) == 0) sched_yield();
+    CHECK_EQ(concur_cancel(v), 0);
+    CHECK_EQ(concur_join(v, 10, &r), 0);
+    CHECK(r == (void *)1);
+    CHECK_EQ(concur_thread_join(t, NULL), 0);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
 /* A coroutine that takes cancels one after another until told to stop. */
 typedef struct cancel_storm { concur_event started; int stop; long woken_otherwise; } cancel_storm;
 
@@ -1050,6 +1092,7 @@ int main(void) {
     RUN(test_sleep_order);
     RUN(test_many_timers);
     RUN(test_cancel_local);
+    RUN(test_cancel_yielding);
     RUN(test_cancel_and_join_from_thread);
     RUN(test_cancel_storm_from_thread);
     RUN(test_go_from_threads);
