@@ -994,11 +994,13 @@ static void concur__fault_disarm(void) {
 #ifdef CONCUR_TESTING
 #  define CONCUR__DEQUE_DEFAULT 8u
 #  define CONCUR__QUEUE_FIRST 2u
+#  define CONCUR__RING_SIZE 4u
 #  define CONCUR__STACK_CACHE_DEFAULT 2
 #  define CONCUR__PROCS_DEFAULT() 1
 #else
 #  define CONCUR__DEQUE_DEFAULT 8192u
 #  define CONCUR__QUEUE_FIRST 1024u
+#  define CONCUR__RING_SIZE 1024u
 #  define CONCUR__STACK_CACHE_DEFAULT 256
 #  define CONCUR__PROCS_DEFAULT() concur__online_cpus()
 #endif
@@ -2382,11 +2384,32 @@ static inline void concur__dq_set_split(concur__worker *w, uint32_t s) {
     w->fj.split_at = (uintptr_t)(w->fj.dq + s);
 }
 
+/* A slot of the submission ring: seq says whose turn the slot is (see concur__ring_put).
+   ctx is 64-bit so that on 32-bit targets seq stays 8-aligned in a 64-aligned ring. */
+typedef struct concur__rslot {
+    uint64_t seq;
+    uint64_t ctx;
+    concur__fnptr fn;
+    void *arg;
+} concur__rslot;
+#define CONCUR__RING_CLOSED (1ull << 63) /* in ring_put: shut down, no more slots */
+
 struct concur_pool {
     int nworkers;
     concur__worker *workers;
     void *workers_mem;
-    /* Injection queue: a ring of records under a lock. */
+    /* Submissions first go to a lock-free ring; when it is full, to the overflow
+       queue under qlock, and while the overflow holds anything, there too, so that
+       tasks still start in submission order. A lock here put the submitter behind
+       every worker that took a task, and behind one preempted holding it. */
+    concur__rslot *ring;
+    void *ring_mem;
+    char padr0[64];
+    uint64_t ring_put;  /* next slot a submitter claims, | CONCUR__RING_CLOSED */
+    char padr1[64];
+    uint64_t ring_take; /* next slot a worker takes */
+    char padr2[64];
+    /* The overflow queue: a growing ring of records under a lock. */
     concur_mutex qlock;
     concur__rec *q;
     uint32_t qcap, qhead;
@@ -2448,7 +2471,10 @@ CONCUR__PRIVATE void concur__pool_wake(concur_pool *p, int n) {
    by the next worker that heads for sleep. */
 CONCUR__PRIVATE void concur__pool_notify(concur_pool *p, int fenced) {
     if (fenced) __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (CONCUR__LIKELY(concur__load(&p->sleepers, RELAXED) == 0)) return;
+    /* seq_cst: after a seq_cst claim of a ring slot this load is the other half of
+       the handshake with concur__worker_sleep, without a fence (an mfence per submit
+       on x86, where the claim's locked instruction already orders it). */
+    if (CONCUR__LIKELY(concur__load(&p->sleepers, SEQ_CST) == 0)) return;
     uint32_t expected = 0;
     if (concur__load(&p->waking, RELAXED) || !concur__cas(&p->waking, &expected, 1, RELAXED)) return;
     concur__pool_wake(p, 1);
@@ -2736,7 +2762,68 @@ CONCUR__PRIVATE int concur__steal_from(concur__worker *self, concur__worker *v) 
 
 /* ---- injection queue ---- */
 
+/* The bounded multi-producer multi-consumer ring of D. Vyukov: slot i of round r has
+   seq i + r*size when free for that round's submitter, i + r*size + 1 once filled,
+   and i + (r+1)*size once a worker has taken it. Positions are 64-bit and never wrap.
+   0 when queued, 1 when the ring is full, CONCUR_ESHUTDOWN once closed. */
+CONCUR__PRIVATE int concur__ring_put(concur_pool *p, concur__fnptr fn, void *arg, uintptr_t ctx) {
+    uint64_t pos = concur__load(&p->ring_put, RELAXED);
+    for (;;) {
+        if (pos & CONCUR__RING_CLOSED) return CONCUR_ESHUTDOWN;
+        concur__rslot *sl = &p->ring[pos & (CONCUR__RING_SIZE - 1)];
+        uint64_t seq = concur__load(&sl->seq, ACQUIRE);
+        if (seq == pos) {
+            if (concur__cas(&p->ring_put, &pos, pos + 1, SEQ_CST)) { /* see concur__pool_notify */
+                sl->fn = fn;
+                sl->arg = arg;
+                sl->ctx = ctx;
+                concur__store(&sl->seq, pos + 1, RELEASE);
+                return 0;
+            }
+        } else if ((int64_t)(seq - pos) < 0) {
+            return 1; /* the slot still holds last round's task */
+        } else {
+            pos = concur__load(&p->ring_put, RELAXED);
+        }
+    }
+}
+
+/* Claims up to max filled slots in order and copies them out. A slot claimed by a
+   submitter but not yet filled ends the run: the caller sees it again later. */
+CONCUR__PRIVATE uint32_t concur__ring_take(concur_pool *p, concur__rec *out, uint32_t max) {
+    uint64_t pos = concur__load(&p->ring_take, RELAXED);
+    uint32_t n;
+    do {
+        n = 0;
+        while (n < max &&
+               concur__load(&p->ring[(pos + n) & (CONCUR__RING_SIZE - 1)].seq, ACQUIRE) == pos + n + 1)
+            n++;
+        if (n == 0) return 0;
+    } while (!concur__cas(&p->ring_take, &pos, pos + n, RELAXED));
+    for (uint32_t i = 0; i < n; i++) {
+        concur__rslot *sl = &p->ring[(pos + i) & (CONCUR__RING_SIZE - 1)];
+        out[i].fn = sl->fn;
+        out[i].arg = sl->arg;
+        out[i].ctx = (uintptr_t)sl->ctx;
+        concur__store(&sl->seq, pos + i + CONCUR__RING_SIZE, RELEASE);
+    }
+    return n;
+}
+
+/* Submissions claimed in the ring and not yet taken (some maybe still being filled). */
+CONCUR__PRIVATE uint64_t concur__ring_len(concur_pool *p) {
+    uint64_t put = concur__load(&p->ring_put, ACQUIRE) & ~CONCUR__RING_CLOSED;
+    return put - concur__load(&p->ring_take, ACQUIRE);
+}
+
 CONCUR__PRIVATE int concur__inject(concur_pool *p, concur__fnptr fn, void *arg, uintptr_t ctx) {
+    if (concur__load(&p->qlen, ACQUIRE) == 0) {
+        int rc = concur__ring_put(p, fn, arg, ctx);
+        if (rc != 1) {
+            if (rc == 0) concur__pool_notify(p, 0);
+            return rc;
+        }
+    }
     concur__lock(&p->qlock);
     if (p->shut) {
         concur__unlock(&p->qlock);
@@ -2770,21 +2857,31 @@ CONCUR__PRIVATE int concur__inject(concur_pool *p, concur__fnptr fn, void *arg, 
    when one of them blocks. 1 when it ran anything. */
 CONCUR__PRIVATE int concur__take_injected(concur__worker *w) {
     concur_pool *p = w->pool;
-    if (concur__load(&p->qlen, RELAXED) == 0) return 0;
     concur__rec batch[32];
     uint32_t n = 0;
-    concur__lock(&p->qlock);
-    uint32_t want = p->qlen / (2u * (uint32_t)p->nworkers);
-    if (want < 1) want = 1;
-    if (want > 32) want = 32;
-    while (n < want && p->qlen > 0) {
-        batch[n++] = p->q[p->qhead];
-        p->qhead = (p->qhead + 1) % p->qcap;
-        concur__store(&p->qlen, p->qlen - 1, RELAXED);
+    int more;
+    uint64_t queued = concur__ring_len(p);
+    if (queued) {
+        /* The ring first: while it holds anything, nothing in the overflow is older. */
+        uint64_t want = queued / (2u * (uint32_t)p->nworkers);
+        n = concur__ring_take(p, batch, want < 1 ? 1 : want > 32 ? 32 : (uint32_t)want);
+        if (n == 0) return 0; /* its oldest slot is still being filled */
+        more = concur__ring_len(p) > 0 || concur__load(&p->qlen, RELAXED) > 0;
+    } else {
+        if (concur__load(&p->qlen, RELAXED) == 0) return 0;
+        concur__lock(&p->qlock);
+        uint32_t want = p->qlen / (2u * (uint32_t)p->nworkers);
+        if (want < 1) want = 1;
+        if (want > 32) want = 32;
+        while (n < want && p->qlen > 0) {
+            batch[n++] = p->q[p->qhead];
+            p->qhead = (p->qhead + 1) % p->qcap;
+            concur__store(&p->qlen, p->qlen - 1, RELAXED);
+        }
+        more = p->qlen > 0;
+        concur__unlock(&p->qlock);
+        if (n == 0) return 0;
     }
-    int more = p->qlen > 0;
-    concur__unlock(&p->qlock);
-    if (n == 0) return 0;
     if (more) concur__pool_notify(p, 0); /* cascade */
     uint32_t h0 = concur__dq_head(w);
     /* Pushed newest first so that the owner, popping from the top, runs them in
@@ -2825,7 +2922,7 @@ CONCUR__PRIVATE int concur__find_work(concur__worker *w) {
 }
 
 CONCUR__PRIVATE int concur__work_visible(concur_pool *p) {
-    if (concur__load(&p->qlen, RELAXED) > 0) return 1;
+    if (concur__load(&p->qlen, RELAXED) > 0 || concur__ring_len(p) > 0) return 1;
     for (int i = 0; i < p->nworkers; i++) {
         concur__worker *v = &p->workers[i];
         uint64_t ts = concur__load(&v->fj.ts, RELAXED);
@@ -2919,7 +3016,9 @@ CONCUR__PRIVATE void *concur__worker_main(void *arg) {
             for (int i = 0; i < 32; i++) concur__cpu_relax();
         }
         if (found) continue;
-        if (concur__load(&p->stop, ACQUIRE) && concur__load(&p->qlen, ACQUIRE) == 0) break;
+        if (concur__load(&p->stop, ACQUIRE) && concur__load(&p->qlen, ACQUIRE) == 0 &&
+            concur__ring_len(p) == 0)
+            break;
         concur__worker_sleep(w);
     }
     concur__cur_worker = NULL;
@@ -2946,6 +3045,7 @@ CONCUR__PRIVATE void concur__pool_free(concur_pool *p) {
         CONCUR_FREE(p->workers[i].fj.overflow);
     }
     CONCUR_FREE(p->workers_mem);
+    CONCUR_FREE(p->ring_mem);
     CONCUR_FREE(p->q);
     CONCUR_FREE(p);
 }
@@ -2971,6 +3071,10 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
     if (!p->workers_mem) { CONCUR_FREE(p); errno = ENOMEM; return NULL; }
     p->workers = (concur__worker *)(((uintptr_t)p->workers_mem + 63) & ~(uintptr_t)63);
     memset(p->workers, 0, (size_t)n * sizeof(concur__worker));
+    p->ring_mem = concur__malloc(CONCUR__RING_SIZE * sizeof(concur__rslot) + 64);
+    if (!p->ring_mem) { concur__pool_free(p); errno = ENOMEM; return NULL; }
+    p->ring = (concur__rslot *)(((uintptr_t)p->ring_mem + 63) & ~(uintptr_t)63);
+    for (uint32_t i = 0; i < CONCUR__RING_SIZE; i++) p->ring[i].seq = i;
     for (int i = 0; i < n; i++) {
         concur__worker *w = &p->workers[i];
         w->pool = p;
@@ -3030,21 +3134,31 @@ CONCUR_API int concur_pool_shutdown(concur_pool *pool, int cancel_pending) {
     if (!pool) return -EINVAL;
     if (concur__is_own_worker(pool)) return -EDEADLK;
     concur__lock(&pool->shutdown_lock);
+    __atomic_fetch_or(&pool->ring_put, CONCUR__RING_CLOSED, __ATOMIC_ACQ_REL);
     concur__lock(&pool->qlock);
     pool->shut = 1;
     concur__unlock(&pool->qlock);
-    /* Nothing can be queued any more, so drain one record at a time: taken out under
-       the lock, completed outside it (completions run callbacks), no allocation. */
+    /* Nothing can be queued any more, so drain one record at a time (the ring's
+       claimed slots get filled soon), completed outside the lock (completions run
+       callbacks), no allocation. */
     while (cancel_pending) {
-        concur__lock(&pool->qlock);
-        if (pool->qlen == 0) {
+        concur__rec r;
+        if (concur__ring_len(pool) > 0) {
+            if (!concur__ring_take(pool, &r, 1)) {
+                concur__cpu_relax();
+                continue;
+            }
+        } else {
+            concur__lock(&pool->qlock);
+            if (pool->qlen == 0) {
+                concur__unlock(&pool->qlock);
+                break;
+            }
+            r = pool->q[pool->qhead];
+            pool->qhead = (pool->qhead + 1) % pool->qcap;
+            concur__store(&pool->qlen, pool->qlen - 1, RELAXED);
             concur__unlock(&pool->qlock);
-            break;
         }
-        concur__rec r = pool->q[pool->qhead];
-        pool->qhead = (pool->qhead + 1) % pool->qcap;
-        concur__store(&pool->qlen, pool->qlen - 1, RELAXED);
-        concur__unlock(&pool->qlock);
         uintptr_t ctx = r.ctx;
         void *obj = (void *)(ctx & ~(uintptr_t)CONCUR__REC_KIND);
         if ((ctx & CONCUR__REC_KIND) == CONCUR__REC_SUBMIT) {

@@ -213,6 +213,50 @@ static void test_cancel_before_start(void) {
     CHECK_EQ(concur_pool_destroy(pool), 0);
 }
 
+/* One worker starts tasks in the order they were submitted (a serial executor), also
+   when the submission ring fills and the overflow queue takes over, and while the
+   worker drains one of them as more arrive. The first task spins instead of waiting
+   on a primitive: a waiting worker would run the queue meanwhile. */
+typedef struct order_ctx { int go; long next, *seen; } order_ctx;
+typedef struct order_arg { order_ctx *c; long index; } order_arg;
+
+static void *spin_until_go(void *arg) {
+    order_ctx *c = (order_ctx *)arg;
+    while (!__atomic_load_n(&c->go, __ATOMIC_ACQUIRE)) sched_yield();
+    return NULL;
+}
+
+static void *record_order(void *arg) {
+    order_arg *a = (order_arg *)arg;
+    a->c->seen[a->c->next++] = a->index;
+    return NULL;
+}
+
+static void test_single_worker_keeps_submission_order(void) {
+    enum { N = 3000 };
+    concur_future **fs = (concur_future **)malloc((N + 1) * sizeof *fs);
+    order_arg *args = (order_arg *)malloc(N * sizeof *args);
+    order_ctx oc = {0, 0, (long *)calloc(N, sizeof(long))};
+    REQUIRE(fs && args && oc.seen);
+    concur_pool *pool = concur_pool_create(&(concur_pool_desc){.threads = 1});
+    REQUIRE(pool);
+    REQUIRE((fs[N] = concur_pool_submit(pool, spin_until_go, &oc)));
+    for (long i = 0; i < N; i++) {
+        if (i == N / 2) __atomic_store_n(&oc.go, 1, __ATOMIC_RELEASE); /* drains while more arrive */
+        args[i].c = &oc;
+        args[i].index = i;
+        REQUIRE((fs[i] = concur_pool_submit(pool, record_order, &args[i])));
+    }
+    CHECK_EQ(concur_wait_all(fs, N + 1, CONCUR_FOREVER), 0);
+    CHECK_EQ(oc.next, N);
+    long out_of_order = 0;
+    for (long i = 0; i < N; i++) out_of_order += oc.seen[i] != i;
+    CHECK_EQ(out_of_order, 0);
+    for (long i = 0; i <= N; i++) concur_future_release(fs[i]);
+    CHECK_EQ(concur_pool_destroy(pool), 0);
+    free(fs), free(args), free(oc.seen);
+}
+
 /* Releases the blocked worker. With cancel_pending, only once shutdown has cancelled
    the queue (the last queued future is then done), so the outcome never depends on
    timing; without it, every order gives the same outcome. */
@@ -726,6 +770,7 @@ int main(void) {
     RUN(test_submit_many_threads);
     RUN(test_errors_and_queries);
     RUN(test_cancel_before_start);
+    RUN(test_single_worker_keeps_submission_order);
     RUN(test_shutdown_runs_pending);
     RUN(test_shutdown_cancels_pending);
     RUN(test_destroy_with_queued_tasks);
