@@ -1888,6 +1888,52 @@ static concur_mutex concur__future_cache_lock = CONCUR_MUTEX_INIT;
 static concur_future *concur__future_cache;
 static unsigned concur__future_cache_len;
 
+/* Each thread keeps a small stash of free futures in front of the shared cache, so
+   that a submitter making a future per task takes no lock per task: the shared
+   cache's lock and unlock were a fifth of W2's submit. A thread that exits gives its
+   stash back (a key destructor); the stash refills and spills in batches. */
+#define CONCUR__FUTURE_STASH_MAX 64
+#define CONCUR__FUTURE_BATCH 32
+static CONCUR__TLS concur_future *concur__stash;
+static CONCUR__TLS unsigned concur__stash_len;
+static CONCUR__TLS int concur__stash_keyed;
+static pthread_key_t concur__stash_key;
+static int concur__stash_key_ok;
+static pthread_once_t concur__stash_once = PTHREAD_ONCE_INIT;
+
+CONCUR__PRIVATE void concur__stash_flush(void *unused) {
+    (void)unused;
+    concur__lock(&concur__future_cache_lock);
+    while (concur__stash && concur__future_cache_len < CONCUR__FUTURE_CACHE_MAX) {
+        concur_future *f = concur__stash;
+        concur__stash = f->nu.next_free;
+        f->nu.next_free = concur__future_cache;
+        concur__store(&concur__future_cache, f, RELAXED);
+        concur__future_cache_len++;
+    }
+    concur__unlock(&concur__future_cache_lock);
+    while (concur__stash) {
+        concur_future *f = concur__stash;
+        concur__stash = f->nu.next_free;
+        CONCUR_FREE(f);
+    }
+    concur__stash_len = 0;
+    concur__stash_keyed = 0;
+}
+
+CONCUR__PRIVATE void concur__stash_key_init(void) {
+    concur__stash_key_ok = pthread_key_create(&concur__stash_key, concur__stash_flush) == 0;
+}
+
+/* 1 when this thread's stash is given back at its exit (and may hold futures). */
+CONCUR__PRIVATE int concur__stash_usable(void) {
+    if (CONCUR__LIKELY(concur__stash_keyed)) return 1;
+    pthread_once(&concur__stash_once, concur__stash_key_init);
+    if (!concur__stash_key_ok || pthread_setspecific(concur__stash_key, (void *)1) != 0) return 0;
+    concur__stash_keyed = 1;
+    return 1;
+}
+
 CONCUR__PRIVATE int concur__future_ok(concur_future *f) {
     if (!f) return 0;
     if (f->magic != CONCUR__FUTURE_LIVE) {
@@ -1898,14 +1944,28 @@ CONCUR__PRIVATE int concur__future_ok(concur_future *f) {
 }
 
 CONCUR_API concur_future *concur_future_create(void) {
-    concur_future *f = NULL;
-    concur__lock(&concur__future_cache_lock);
-    if (concur__future_cache) {
-        f = concur__future_cache;
-        concur__future_cache = f->nu.next_free;
-        concur__future_cache_len--;
+    concur_future *f = concur__stash;
+    if (f) {
+        concur__stash = f->nu.next_free;
+        concur__stash_len--;
+    } else if (concur__load(&concur__future_cache, RELAXED)) {
+        /* One trip to the shared cache: one future for now, a batch for later. */
+        int stash = concur__stash_usable();
+        concur__lock(&concur__future_cache_lock);
+        if ((f = concur__future_cache) != NULL) {
+            concur__store(&concur__future_cache, f->nu.next_free, RELAXED);
+            concur__future_cache_len--;
+        }
+        while (stash && concur__future_cache && concur__stash_len < CONCUR__FUTURE_BATCH) {
+            concur_future *g = concur__future_cache;
+            concur__store(&concur__future_cache, g->nu.next_free, RELAXED);
+            concur__future_cache_len--;
+            g->nu.next_free = concur__stash;
+            concur__stash = g;
+            concur__stash_len++;
+        }
+        concur__unlock(&concur__future_cache_lock);
     }
-    concur__unlock(&concur__future_cache_lock);
     if (!f) {
         f = (concur_future *)concur__malloc(sizeof *f);
         if (!f) { errno = ENOMEM; return NULL; }
@@ -1939,12 +1999,26 @@ CONCUR__PRIVATE void concur__future_free(concur_future *f) {
         cb = next;
     }
     f->magic = CONCUR__FUTURE_DEAD;
+    if (concur__stash_len < CONCUR__FUTURE_STASH_MAX && concur__stash_usable()) {
+        f->nu.next_free = concur__stash;
+        concur__stash = f;
+        concur__stash_len++;
+        return;
+    }
+    /* A full stash: f and all but a batch of the stash go to the shared cache in one
+       trip, for threads that create more futures than they free (a submitter whose
+       futures a worker frees last). */
     concur__lock(&concur__future_cache_lock);
-    if (concur__future_cache_len < CONCUR__FUTURE_CACHE_MAX) {
+    while (f && concur__future_cache_len < CONCUR__FUTURE_CACHE_MAX) {
         f->nu.next_free = concur__future_cache;
-        concur__future_cache = f;
+        concur__store(&concur__future_cache, f, RELAXED);
         concur__future_cache_len++;
         f = NULL;
+        if (concur__stash_len > CONCUR__FUTURE_BATCH) {
+            f = concur__stash;
+            concur__stash = f->nu.next_free;
+            concur__stash_len--;
+        }
     }
     concur__unlock(&concur__future_cache_lock);
     if (f) CONCUR_FREE(f);
