@@ -2884,10 +2884,12 @@ CONCUR__PRIVATE uint32_t concur__ring_take(concur_pool *p, concur__rec *out, uin
     return n;
 }
 
-/* Submissions claimed in the ring and not yet taken (some maybe still being filled). */
+/* Submissions claimed in the ring and not yet taken (some maybe still being filled).
+   The take counter is read first: it never passes the put counter, so a later read
+   of that is never below it. */
 CONCUR__PRIVATE uint64_t concur__ring_len(concur_pool *p) {
-    uint64_t put = concur__load(&p->ring_put, ACQUIRE) & ~CONCUR__RING_CLOSED;
-    return put - concur__load(&p->ring_take, ACQUIRE);
+    uint64_t take = concur__load(&p->ring_take, ACQUIRE);
+    return (concur__load(&p->ring_put, ACQUIRE) & ~CONCUR__RING_CLOSED) - take;
 }
 
 CONCUR__PRIVATE int concur__inject(concur_pool *p, concur__fnptr fn, void *arg, uintptr_t ctx) {
