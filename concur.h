@@ -1838,8 +1838,9 @@ CONCUR_API size_t concur_chan_cap(concur_chan *ch) { return ch ? ch->cap : 0; }
    A future is a lock, a state, an outcome, a queue of parked waiters and a list of
    done-callbacks. Callback nodes are intrusive so that engines and the as-completed
    iterator register them without an allocation each; concur_future_then allocates
-   its own. Released futures go to a small cache: the engines make one per task, and
-   a cached future also lets a double release be caught while its memory lives. */
+   its own. Released futures go to a small cache (a per-thread stash in front of a
+   shared one): the engines make one per task, and a cached future also lets a double
+   release be caught while its memory lives. */
 
 #define CONCUR__FUTURE_LIVE 0x46757475u  /* "Futu" */
 #define CONCUR__FUTURE_DEAD 0xDEADF00Du
@@ -2406,8 +2407,9 @@ CONCUR_API int concur_wait_any(concur_future *const *fs, size_t n, double timeou
    child produced on top of the waiting frame.
 
    Work from outside threads (submit, spawns into a foreign group) goes through one
-   injection queue; a worker moves a batch of it onto its deque as shared records, so
-   other workers can still steal a batch that one worker took.
+   injection queue (a lock-free ring, with a locked overflow queue behind it); a worker
+   moves a batch of it onto its deque as shared records, so other workers can still
+   steal a batch that one worker took.
 
    Idle workers look for work for spin_us, then sleep on the pool's futex word. The
    sleep/wake protocol: a sleeper reads wake_seq, increments `sleepers`, issues a
