@@ -936,6 +936,12 @@ CONCUR_API int concur_tcp_local_port(int fd);
 /* ================================================================================ */
 #if defined(CONCUR_IMPLEMENTATION) && !defined(CONCUR__IMPLEMENTED)
 #define CONCUR__IMPLEMENTED
+/* Private functions are marked unused because feature subsets leave some unused;
+   clang's -Weverything would then flag every one that is used. */
+#if defined(__clang__)
+#  pragma clang diagnostic push
+#  pragma clang diagnostic ignored "-Wused-but-marked-unused"
+#endif
 
 #if defined(CONCUR_MALLOC) || defined(CONCUR_REALLOC) || defined(CONCUR_FREE)
 #  if !defined(CONCUR_MALLOC) || !defined(CONCUR_REALLOC) || !defined(CONCUR_FREE)
@@ -3160,7 +3166,7 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
         w->fj.cap = cap;
         w->fj.sleepers = &p->sleepers;
         w->fj.allstolen = 1; /* so the first spawn is shared at once */
-        w->rng = 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1);
+        w->rng = (uint64_t)0x9E3779B97F4A7C15ULL * (uint64_t)(unsigned)(i + 1);
         w->sched.park = concur__worker_park;
         w->sched.unpark = NULL; /* waiters on a worker are woken by futex address */
         /* Records on cache-line boundaries: a spawn writes one line, and the owner's
@@ -7084,6 +7090,9 @@ CONCUR_API int concur_procpool_destroy(concur_procpool *pp) {
 
 #ifdef __cplusplus
 }
+#endif
+#if defined(__clang__)
+#  pragma clang diagnostic pop
 #endif
 #endif /* CONCUR_IMPLEMENTATION */
 
