@@ -23,12 +23,13 @@
 #include "../concur.h"
 
 #define HELLO "Hello, World!"
+#define HELLO_KEEP_ALIVE \
+    "HTTP/1.1 200 OK\r\n" \
+    "Content-Type: text/plain\r\n" \
+    "Content-Length: 13\r\n" \
+    "\r\n" HELLO
 /* The answer nearly every request gets (wrk's, browsers'), ready to copy. */
-static const char hello_keep_alive[] =
-    "HTTP/1.1 200 OK\r\n"
-    "Content-Type: text/plain\r\n"
-    "Content-Length: 13\r\n"
-    "\r\n" HELLO;
+static const char hello_keep_alive[] = HELLO_KEEP_ALIVE;
 #define HELLO_LEN (sizeof hello_keep_alive - 1)
 #define MAX_HEADER 8192
 #define MAX_ANSWER 256 /* the longest answer below, with room to spare */
@@ -217,146 +218,103 @@ static void *acceptor(void *arg) {
 /* ---- --self-test: client coroutines on the same loop ---- */
 static int self_test_port, self_test_failures;
 
-static const char hello_close[] =
-    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nConnection: close\r\n\r\n" HELLO;
-static const char bad_request[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-                                  "Content-Length: 11\r\nConnection: close\r\n\r\nBad Request";
-static const char get[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
-static const char get_close[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+#define HELLO_CLOSE "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n" \
+                    "Connection: close\r\n\r\n" HELLO
+#define BAD_REQUEST "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n" \
+                    "Content-Length: 11\r\nConnection: close\r\n\r\nBad Request"
+#define GET "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+#define GET_CLOSE "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 
-/* Sends `req` in pieces of `chunk` bytes (0: in one write), reads until the server
-   closes and compares what came back with `expect`. */
-static void exchange(const char *name, const char *req, size_t req_len, size_t chunk,
-                     const char *expect, size_t expect_len) {
-    int fd = concur_tcp_dial("127.0.0.1", self_test_port, 5.0);
-    if (fd < 0) {
-        fprintf(stderr, "%s: connect: %s\n", name, concur_strerror(fd));
-        self_test_failures++;
-        return;
+/* Bytes written as first, then `times` copies of repeated, then last. */
+typedef struct text { const char *first, *repeated; int times; const char *last; } text;
+
+static char *text_make(const text *t, size_t *len) {
+    size_t rl = t->repeated ? strlen(t->repeated) : 0, fl = strlen(t->first);
+    size_t ll = t->last ? strlen(t->last) : 0;
+    *len = fl + rl * (size_t)t->times + ll;
+    char *buf = malloc(*len + 1), *p = buf;
+    if (!buf) return NULL;
+    memcpy(p, t->first, fl), p += fl;
+    for (int i = 0; i < t->times; i++) memcpy(p, t->repeated, rl), p += rl;
+    if (ll) memcpy(p, t->last, ll);
+    return buf;
+}
+
+/* Sends the request in pieces of `chunk` bytes (0: in one write), reads until the
+   server closes and compares what came back with the expected answers. */
+static void exchange(const char *name, const text *request, size_t chunk, const text *answers) {
+    size_t req_len, expect_len, got = 0;
+    char *req = text_make(request, &req_len), *expect = text_make(answers, &expect_len);
+    char *buf = malloc(expect_len + 4096);
+    int fd = req && expect && buf ? concur_tcp_dial("127.0.0.1", self_test_port, 5.0) : -ENOMEM;
+    ssize_t n = fd;
+    if (fd >= 0) {
+        for (size_t off = 0, k; off < req_len; off += k) {
+            k = chunk && chunk < req_len - off ? chunk : req_len - off;
+            if (concur_write(fd, req + off, k, 5.0, NULL) < 0) break; /* it may hang up early */
+        }
+        while (got < expect_len + 4096 && (n = concur_read(fd, buf + got, expect_len + 4096 - got, 5.0)) > 0)
+            got += (size_t)n;
+        concur_close(fd);
     }
-    for (size_t off = 0, n; off < req_len; off += n) {
-        n = chunk && chunk < req_len - off ? chunk : req_len - off;
-        if (concur_write(fd, req + off, n, 5.0, NULL) < 0) break; /* it may hang up early */
-    }
-    size_t cap = expect_len + 4096, got = 0;
-    char *buf = malloc(cap);
-    ssize_t n = 0;
-    while (buf && got < cap && (n = concur_read(fd, buf + got, cap - got, 5.0)) > 0)
-        got += (size_t)n;
-    if (!buf || n < 0 || got != expect_len || memcmp(buf, expect, got) != 0) {
+    if (n < 0 || got != expect_len || memcmp(buf, expect, got) != 0) {
         fprintf(stderr, "%s: %zu bytes back (%s), expected %zu\n", name, got,
                 n < 0 ? concur_strerror((int)n) : "then closed", expect_len);
         self_test_failures++;
     }
-    free(buf);
-    concur_close(fd);
+    free(req), free(expect), free(buf);
 }
-
-/* Appends `times` copies of s to buf at *len. */
-static void append(char *buf, size_t *len, const char *s, size_t s_len, int times) {
-    while (times-- > 0) memcpy(buf + *len, s, s_len), *len += s_len;
-}
-#define APPEND(buf, len, lit, times) append(buf, len, lit, sizeof lit - 1, times)
 
 /* Nine keep-alive requests and one that asks the server to close: all in one write
    (pipelined), one write per request, or in 7-byte pieces that split requests. */
 static void *client(void *arg) {
     int id = (int)(intptr_t)arg;
-    char name[32], req[10 * sizeof get_close], expect[10 * sizeof hello_close];
-    size_t req_len = 0, expect_len = 0;
-    APPEND(req, &req_len, get, 9);
-    APPEND(req, &req_len, get_close, 1);
-    APPEND(expect, &expect_len, hello_keep_alive, 9);
-    APPEND(expect, &expect_len, hello_close, 1);
+    char name[32];
     snprintf(name, sizeof name, "client %d", id);
-    size_t chunk = id % 3 == 0 ? 0 : id % 3 == 1 ? sizeof get - 1 : 7;
-    exchange(name, req, req_len, chunk, expect, expect_len);
+    text request = {"", GET, 9, GET_CLOSE}, answers = {"", HELLO_KEEP_ALIVE, 9, HELLO_CLOSE};
+    exchange(name, &request, id % 3 == 0 ? 0 : id % 3 == 1 ? sizeof GET - 1 : 7, &answers);
     return NULL;
 }
 
 /* The cases a browser, curl, ab or a fuzzer bring. */
-static void odd_case(int which) {
-    static char req[12000], expect[200 * sizeof hello_close];
-    size_t req_len = 0, expect_len = 0;
-    const char *name = "";
-    switch (which) {
-    case 0:
-        name = "HTTP/1.0, closed after one answer";
-        APPEND(req, &req_len, "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n", 1);
-        APPEND(expect, &expect_len, hello_close, 1);
-        break;
-    case 1:
-        name = "HTTP/1.0 keep-alive";
-        APPEND(req, &req_len, "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 2);
-        APPEND(req, &req_len, "GET / HTTP/1.0\r\n\r\n", 1);
-        APPEND(expect, &expect_len, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-               "Content-Length: 13\r\nConnection: keep-alive\r\n\r\n" HELLO, 2);
-        APPEND(expect, &expect_len, hello_close, 1);
-        break;
-    case 2:
-        name = "lower-case connection: close";
-        APPEND(req, &req_len, "GET / HTTP/1.1\r\nconnection: te, CLOSE\r\n\r\n", 1);
-        APPEND(expect, &expect_len, hello_close, 1);
-        break;
-    case 3:
-        name = "bodies read past";
-        APPEND(req, &req_len, "POST / HTTP/1.1\r\nContent-Length: 21\r\n\r\nGET / HTTP/1.1\r\n\r\nxyz", 1);
-        APPEND(req, &req_len, "PUT / HTTP/1.1\r\ncontent-length:0\r\n\r\n", 1);
-        APPEND(req, &req_len, get_close, 1);
-        APPEND(expect, &expect_len, hello_keep_alive, 2);
-        APPEND(expect, &expect_len, hello_close, 1);
-        break;
-    case 4:
-        name = "200 pipelined requests";
-        APPEND(req, &req_len, get, 199);
-        APPEND(req, &req_len, get_close, 1);
-        APPEND(expect, &expect_len, hello_keep_alive, 199);
-        APPEND(expect, &expect_len, hello_close, 1);
-        break;
-    case 5:
-        name = "HEAD";
-        APPEND(req, &req_len, "HEAD / HTTP/1.1\r\n\r\n", 1);
-        APPEND(req, &req_len, get_close, 1);
-        APPEND(expect, &expect_len, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-               "Content-Length: 13\r\n\r\n", 1);
-        APPEND(expect, &expect_len, hello_close, 1);
-        break;
-    case 6:
-        name = "malformed request line";
-        APPEND(req, &req_len, "HELLO\r\n\r\n", 1);
-        APPEND(expect, &expect_len, bad_request, 1);
-        break;
-    case 7:
-        name = "bad Content-Length";
-        APPEND(req, &req_len, get, 1);
-        APPEND(req, &req_len, "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 1);
-        APPEND(expect, &expect_len, hello_keep_alive, 1);
-        APPEND(expect, &expect_len, bad_request, 1);
-        break;
-    case 8:
-        name = "a header over 8 KiB";
-        APPEND(req, &req_len, "GET / HTTP/1.1\r\nX-Big: ", 1);
-        memset(req + req_len, 'x', 9000), req_len += 9000;
-        APPEND(req, &req_len, "\r\n\r\n", 1);
-        APPEND(expect, &expect_len, "HTTP/1.1 431 Request Header Fields Too Large\r\n"
-               "Content-Type: text/plain\r\nContent-Length: 31\r\nConnection: close\r\n\r\n"
-               "Request Header Fields Too Large", 1);
-        break;
-    case 9:
-        name = "chunked body";
-        APPEND(req, &req_len, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 1);
-        APPEND(expect, &expect_len, "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\n"
-               "Content-Length: 15\r\nConnection: close\r\n\r\nNot Implemented", 1);
-        break;
-    }
-    exchange(name, req, req_len, 0, expect, expect_len);
-}
-#define ODD_CASES 10
+static const struct odd_case { const char *name; text request, answers; } odd_cases[] = {
+    {"HTTP/1.0, closed after one answer",
+     {"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n", NULL, 0, NULL}, {HELLO_CLOSE, NULL, 0, NULL}},
+    {"HTTP/1.0 keep-alive",
+     {"", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 2, "GET / HTTP/1.0\r\n\r\n"},
+     {"", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+          "Connection: keep-alive\r\n\r\n" HELLO, 2, HELLO_CLOSE}},
+    {"lower-case connection: close",
+     {"GET / HTTP/1.1\r\nconnection: te, CLOSE\r\n\r\n", NULL, 0, NULL}, {HELLO_CLOSE, NULL, 0, NULL}},
+    {"bodies read past",
+     {"POST / HTTP/1.1\r\nContent-Length: 21\r\n\r\nGET / HTTP/1.1\r\n\r\nxyz"
+      "PUT / HTTP/1.1\r\ncontent-length:0\r\n\r\n" GET_CLOSE, NULL, 0, NULL},
+     {HELLO_KEEP_ALIVE HELLO_KEEP_ALIVE HELLO_CLOSE, NULL, 0, NULL}},
+    {"200 pipelined requests", {"", GET, 199, GET_CLOSE}, {"", HELLO_KEEP_ALIVE, 199, HELLO_CLOSE}},
+    {"HEAD",
+     {"HEAD / HTTP/1.1\r\n\r\n" GET_CLOSE, NULL, 0, NULL},
+     {"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n" HELLO_CLOSE,
+      NULL, 0, NULL}},
+    {"malformed request line", {"HELLO\r\n\r\n", NULL, 0, NULL}, {BAD_REQUEST, NULL, 0, NULL}},
+    {"bad Content-Length",
+     {GET "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", NULL, 0, NULL},
+     {HELLO_KEEP_ALIVE BAD_REQUEST, NULL, 0, NULL}},
+    {"a header over 8 KiB",
+     {"GET / HTTP/1.1\r\nX-Big: ", "x", 9000, "\r\n\r\n"},
+     {"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
+      "Content-Length: 31\r\nConnection: close\r\n\r\nRequest Header Fields Too Large", NULL, 0, NULL}},
+    {"chunked body",
+     {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", NULL, 0, NULL},
+     {"HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nContent-Length: 15\r\n"
+      "Connection: close\r\n\r\nNot Implemented", NULL, 0, NULL}},
+};
+#define ODD_CASES (int)(sizeof odd_cases / sizeof odd_cases[0])
 
-/* One after the other (they share their buffers), beside the 50 clients. */
+/* One after the other, beside the 50 clients. */
 static void *odd_client(void *arg) {
     (void)arg;
-    for (int i = 0; i < ODD_CASES; i++) odd_case(i);
+    for (int i = 0; i < ODD_CASES; i++)
+        exchange(odd_cases[i].name, &odd_cases[i].request, 0, &odd_cases[i].answers);
     return NULL;
 }
 #define CLIENTS 50
