@@ -58,6 +58,17 @@
    Grep-able section anchors: >>config >>api >>platform >>waiter >>sync >>chan
    >>future >>pool >>coro >>loop >>process. License (MIT) at the end of the file. */
 
+/* Strict ISO C (-std=c99 or -std=c11 without -pthread) hides the POSIX functions the
+   implementation calls. When the implementation file includes concur.h before any
+   system header, ask for POSIX.1-2008 here; when a system header came first, its
+   choice stands and the implementation stops with an #error that says what to do. */
+#if defined(CONCUR_IMPLEMENTATION) && !defined(__cplusplus) && defined(__STRICT_ANSI__) && \
+    !defined(_FEATURES_H) && !defined(_POSIX_C_SOURCE) && !defined(_POSIX_SOURCE) &&     \
+    !defined(_XOPEN_SOURCE) && !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE) &&      \
+    !defined(_REENTRANT)
+#  define _POSIX_C_SOURCE 200809L
+#endif
+
 #ifndef CONCUR_H
 #define CONCUR_H
 
@@ -78,7 +89,7 @@
 
 #ifndef CONCUR_API
 #  ifdef CONCUR_STATIC
-#    if defined(__GNUC__) || defined(__clang__)
+#    if defined(__GNUC__) && !defined(__clang__) /* clang: see the implementation */
 #      define CONCUR_API __attribute__((unused)) static
 #    else
 #      define CONCUR_API static
@@ -536,11 +547,22 @@ CONCUR_API void concur__fj_misuse(const char *task);
 #endif
 #define CONCUR__FJ_LIST(...) __VA_ARGS__
 
+/* The hidden parameters and helpers are marked unused for leaf tasks and tasks never
+   spawned; clang's -Wused-but-marked-unused would flag every use in the user's code. */
+#if defined(__clang__)
+#  define CONCUR__FJ_QUIET(...) \
+    _Pragma("clang diagnostic push") \
+    _Pragma("clang diagnostic ignored \"-Wused-but-marked-unused\"") \
+    __VA_ARGS__ _Pragma("clang diagnostic pop")
+#else
+#  define CONCUR__FJ_QUIET(...) __VA_ARGS__
+#endif
 #define CONCUR_SPAWN(name, ...) \
-    (concur__h = name##__concur_spawn(concur__w, concur__h, __VA_ARGS__))
-#define CONCUR_CALL(name, ...) name(concur__w, concur__h, __VA_ARGS__)
-#define CONCUR_SYNC(name) name##__concur_sync(concur__w, &concur__h)
-#define CONCUR_RUN(pool, name, result, ...) name##__concur_start((pool), (result), __VA_ARGS__)
+    CONCUR__FJ_QUIET((concur__h = name##__concur_spawn(concur__w, concur__h, __VA_ARGS__)))
+#define CONCUR_CALL(name, ...) CONCUR__FJ_QUIET(name(concur__w, concur__h, __VA_ARGS__))
+#define CONCUR_SYNC(name) CONCUR__FJ_QUIET(name##__concur_sync(concur__w, &concur__h))
+#define CONCUR_RUN(pool, name, result, ...) \
+    CONCUR__FJ_QUIET(name##__concur_start((pool), (result), __VA_ARGS__))
 
 /* Pushes a typed record; the caller checked for room. A free slot always has ctx,
    thief and done at 0 (whoever takes a record leaves them so), and ctx 0 marks the
@@ -936,19 +958,33 @@ CONCUR_API int concur_tcp_local_port(int fd);
 /* ================================================================================ */
 #if defined(CONCUR_IMPLEMENTATION) && !defined(CONCUR__IMPLEMENTED)
 #define CONCUR__IMPLEMENTED
-/* Private functions are marked unused because feature subsets leave some unused;
-   clang's -Weverything would then flag every one that is used. */
+/* Warnings about deliberate idioms, off inside the implementation only: exact
+   compares with the timeout sentinels, const dropped where a callback's void * must
+   carry a const object, records carved from one aligned allocation. */
+#if defined(__GNUC__) || defined(__clang__)
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Wfloat-equal"
+#  pragma GCC diagnostic ignored "-Wcast-qual"
+#  pragma GCC diagnostic ignored "-Wcast-align"
+#  ifndef __cplusplus
+#    pragma GCC diagnostic ignored "-Wbad-function-cast"
+#  endif
+#endif
+/* clang: feature subsets leave some static functions unused, which is fine here;
+   marking them unused instead would make -Wused-but-marked-unused flag each use.
+   Also assert(!"message"), the fault hooks' comma expressions, and macros named
+   after the functions they wrap. */
 #if defined(__clang__)
-#  pragma clang diagnostic push
-#  pragma clang diagnostic ignored "-Wused-but-marked-unused"
+#  pragma clang diagnostic ignored "-Wunused-function"
+#  pragma clang diagnostic ignored "-Wstring-conversion"
+#  pragma clang diagnostic ignored "-Wcomma"
+#  pragma clang diagnostic ignored "-Wdisabled-macro-expansion"
 #endif
 /* gcc's TSan does not model atomic_thread_fence and says so at every fence. The
    fences here only order atomic accesses (the sleep/wake handshakes), which TSan
    never reports as races, so the warning would only break -Werror builds. */
 #if defined(__SANITIZE_THREAD__) && !defined(__clang__) && __GNUC__ >= 12
-#  pragma GCC diagnostic push
 #  pragma GCC diagnostic ignored "-Wtsan"
-#  define CONCUR__TSAN_PRAGMA 1
 #endif
 
 #if defined(CONCUR_MALLOC) || defined(CONCUR_REALLOC) || defined(CONCUR_FREE)
@@ -991,7 +1027,7 @@ static int concur__fault(int kind) {
     return n == __atomic_load_n(&concur__fault_at[kind], __ATOMIC_SEQ_CST);
 }
 
-#  if defined(__GNUC__) || defined(__clang__)
+#  if defined(__GNUC__) && !defined(__clang__) /* clang: see the pragma above */
 __attribute__((unused)) /* only the process pool calls it */
 #  endif
 static void concur__fault_disarm(void) {
@@ -1030,6 +1066,9 @@ static void concur__fault_disarm(void) {
 #include <limits.h>
 #include <stdio.h>
 #include <pthread.h>
+#if defined(__GLIBC__) && !defined(__cplusplus) && !defined(_POSIX_C_SOURCE) && !defined(_XOPEN_SOURCE)
+#  error "concur.h: strict ISO C hides the POSIX functions the implementation needs: compile with -pthread, define _POSIX_C_SOURCE=200809L, or include concur.h before any system header in the implementation file"
+#endif
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -1050,15 +1089,25 @@ extern "C" {
 #endif
 
 /* The private helpers are static; in CONCUR_STATIC builds so are the public ones, and
-   unused ones must not warn under -Werror. */
-#if defined(__GNUC__) || defined(__clang__)
+   unused ones must not warn under -Werror (clang: a pragma at the top of the
+   implementation says so, because it flags every use of a name marked unused). */
+#if defined(__clang__)
+#  define CONCUR__PRIVATE static
+#  define CONCUR__NORETURN __attribute__((noreturn))
+#  define CONCUR__HOT __attribute__((always_inline)) static inline
+#  define CONCUR__COLD __attribute__((noinline, cold)) static
+#  define CONCUR__LIKELY(x) __builtin_expect(!!(x), 1)
+#  define CONCUR__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#elif defined(__GNUC__)
 #  define CONCUR__PRIVATE __attribute__((unused)) static
+#  define CONCUR__NORETURN __attribute__((noreturn))
 #  define CONCUR__HOT __attribute__((unused, always_inline)) static inline
 #  define CONCUR__COLD __attribute__((unused, noinline, cold)) static
 #  define CONCUR__LIKELY(x) __builtin_expect(!!(x), 1)
 #  define CONCUR__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #  define CONCUR__PRIVATE static
+#  define CONCUR__NORETURN
 #  define CONCUR__HOT static inline
 #  define CONCUR__COLD static
 #  define CONCUR__LIKELY(x) (x)
@@ -3423,7 +3472,7 @@ CONCUR_API void concur__fj_sync(concur__fj *w) {
 }
 
 /* task NULL: the name is not known (a SYNC below the bottom of the deque). */
-CONCUR_API void concur__fj_misuse(const char *task) {
+CONCUR_API CONCUR__NORETURN void concur__fj_misuse(const char *task) {
     if (task)
         fprintf(stderr, "concur: CONCUR_SYNC(%s) has no CONCUR_SPAWN(%s) to join: each SYNC "
                         "joins the most recent spawn of its task not yet joined, which must "
@@ -4165,7 +4214,7 @@ CONCUR__PRIVATE void concur__co_settle(concur_loop *L, concur_co *co, uint32_t h
 }
 
 /* ---- running coroutines ---- */
-CONCUR__PRIVATE void concur__co_main(void) {
+CONCUR__PRIVATE CONCUR__NORETURN void concur__co_main(void) {
     concur_loop *L = concur__tls_loop;
     concur_co *co = L->current;
 #ifdef CONCUR__ASAN
@@ -4175,6 +4224,7 @@ CONCUR__PRIVATE void concur__co_main(void) {
     co->state = CONCUR__CO_DONE;
     concur__swap_to_loop(L, &co->ctx, NULL);
     CONCUR_ASSERT(!"concur: a finished coroutine was resumed");
+    abort();
 }
 
 CONCUR__PRIVATE concur__stack *concur__stack_get(concur_loop *L) {
@@ -5766,7 +5816,7 @@ CONCUR__PRIVATE int concur__worker_run(concur__wproc *wp, const concur__pframe *
     return 0;
 }
 
-CONCUR__PRIVATE void concur__proc_worker_main(const concur_procpool *pp, int fd, int helper_pid) {
+CONCUR__PRIVATE CONCUR__NORETURN void concur__proc_worker_main(const concur_procpool *pp, int fd, int helper_pid) {
     concur__proc_inherited = pp;
 #ifdef __linux__
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -5892,7 +5942,7 @@ CONCUR__PRIVATE int concur__reap(int pid, int *status) {
     return r;
 }
 
-CONCUR__PRIVATE void concur__helper_main(concur_procpool *pp, int ctl, int kill_with_parent) {
+CONCUR__PRIVATE CONCUR__NORETURN void concur__helper_main(concur_procpool *pp, int ctl, int kill_with_parent) {
     concur__proc_inherited = pp;
     concur__fault_disarm(); /* a test arms failures for the program's own calls */
     /* Handlers belong to the parent's code; the helper and its workers start from the
@@ -7104,10 +7154,7 @@ CONCUR_API int concur_procpool_destroy(concur_procpool *pp) {
 #ifdef __cplusplus
 }
 #endif
-#if defined(__clang__)
-#  pragma clang diagnostic pop
-#endif
-#ifdef CONCUR__TSAN_PRAGMA
+#if defined(__GNUC__) || defined(__clang__)
 #  pragma GCC diagnostic pop
 #endif
 #endif /* CONCUR_IMPLEMENTATION */
