@@ -478,6 +478,15 @@ CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end
 
 #define CONCUR_TASK_PAYLOAD 32
 
+/* 64-bit fields that are accessed atomically: on i386 a struct aligns them to 4 only,
+   and a locked operation on one that straddles a cache line is a split lock (slow,
+   and fatal where the kernel enforces split-lock detection). */
+#if defined(__GNUC__) || defined(__clang__)
+#  define CONCUR__ATOMIC64 __attribute__((aligned(8)))
+#else
+#  define CONCUR__ATOMIC64
+#endif
+
 /* A deque record (private: reached by the macros' inline code). */
 typedef struct concur__rec {
     void (*fn)(void);
@@ -496,7 +505,7 @@ typedef struct concur__rec {
 /* The part of a worker that typed tasks use (private). */
 typedef struct concur__fj {
     /* Shared with thieves: its own cache line. */
-    uint64_t ts; /* tail in the low half, split in the high half */
+    uint64_t ts CONCUR__ATOMIC64; /* tail in the low half, split in the high half */
     uint32_t allstolen;
     uint32_t movesplit;
     char pad0[64 - 16];
@@ -2530,7 +2539,7 @@ static inline void concur__dq_set_split(concur__worker *w, uint32_t s) {
 /* A slot of the submission ring: seq says whose turn the slot is (see concur__ring_put).
    ctx is 64-bit so that on 32-bit targets seq stays 8-aligned in a 64-aligned ring. */
 typedef struct concur__rslot {
-    uint64_t seq;
+    uint64_t seq CONCUR__ATOMIC64;
     uint64_t ctx;
     concur__fnptr fn;
     void *arg;
@@ -2548,9 +2557,9 @@ struct concur_pool {
     concur__rslot *ring;
     void *ring_mem;
     char padr0[64];
-    uint64_t ring_put;  /* next slot a submitter claims, | CONCUR__RING_CLOSED */
+    uint64_t ring_put CONCUR__ATOMIC64;  /* next slot a submitter claims, | CONCUR__RING_CLOSED */
     char padr1[64];
-    uint64_t ring_take; /* next slot a worker takes */
+    uint64_t ring_take CONCUR__ATOMIC64; /* next slot a worker takes */
     char padr2[64];
     /* The overflow queue: a growing ring of records under a lock. */
     concur_mutex qlock;
@@ -3927,7 +3936,7 @@ struct concur_loop {
     concur__ctx main_ctx;
     concur_co *current;
     concur_co *ready_head, *ready_tail;
-    int64_t live;            /* started from other threads, not yet drained; atomic */
+    int64_t live CONCUR__ATOMIC64; /* started from other threads, not yet drained; atomic */
     int64_t local_live;      /* loop thread only: queued or alive here */
     concur_co *co_free;      /* finished coroutines' records, for the next concur_go */
     int co_cached;
