@@ -3959,6 +3959,8 @@ struct concur_loop {
     int pfd_cap;
     unsigned busy_turns;
     unsigned direct;         /* direct hand-offs this turn */
+    unsigned direct_max;     /* this turn's allowance of them (concur__pace) */
+    int64_t polled_at;       /* when the loop last polled for I/O */
 #ifdef CONCUR__ASAN
     void *asan_fake;
     const void *main_bottom;
@@ -4154,14 +4156,16 @@ CONCUR__PRIVATE void concur__co_switch(concur_loop *L, concur_co *from, concur_c
 }
 
 /* The running coroutine gives up the CPU (it has parked, or queued itself). The loop
-   gets control back after CONCUR__DIRECT_MAX direct hand-offs in a turn, so it keeps
-   polling for I/O and firing timers; new coroutines are always started by the loop.
-   256 hand-offs of yielding coroutines take about 2 µs; each return to the loop cost
-   a yield storm about 0.3 ns per switch at 64 (W4: 7.08 -> 6.73-6.94 ns). */
-#define CONCUR__DIRECT_MAX 256
+   gets control back after direct_max direct hand-offs in a turn, so it keeps polling
+   for I/O and firing timers; new coroutines are always started by the loop. At most
+   CONCUR__DIRECT_MAX: 256 hand-offs of yielding coroutines take about 2 µs, and each
+   return to the loop cost a yield storm about 0.3 ns per switch at 64 (W4: 7.08 ->
+   6.73-6.94 ns). Coroutines that compute between yields make turns long; the loop
+   then lowers direct_max (see concur__pace). */
+#define CONCUR__DIRECT_MAX 256u
 CONCUR__PRIVATE void concur__co_block(concur_loop *L, concur_co *co) {
     concur_co *next = L->ready_head;
-    if (next && next != co && next->state != CONCUR__CO_NEW && L->direct < CONCUR__DIRECT_MAX) {
+    if (next && next != co && next->state != CONCUR__CO_NEW && L->direct < L->direct_max) {
         L->direct++;
         L->ready_head = next->next;
         if (!L->ready_head) L->ready_tail = NULL;
@@ -4513,9 +4517,7 @@ CONCUR__PRIVATE void concur__poll_io(concur_loop *L) {
     }
 }
 
-CONCUR__PRIVATE void concur__fire_timers(concur_loop *L) {
-    if (!L->heap_len) return;
-    int64_t now = concur__now_ns();
+CONCUR__PRIVATE void concur__fire_timers(concur_loop *L, int64_t now) {
     while (L->heap_len && L->heap[0]->deadline <= now) {
         concur_co *co = L->heap[0];
         concur__heap_remove(L, co);
@@ -4672,6 +4674,24 @@ CONCUR_API concur_loop *concur_loop_create(const concur_loop_desc *desc) {
     return L;
 }
 
+/* Coroutines that compute between yields must not starve the others' I/O, timers
+   and wake-ups from other threads (asyncio's loop polls once per iteration). While
+   coroutines stay ready the loop still polls at least every CONCUR__BUSY_POLL_NS, and
+   it keeps turns about that short: a turn that ran longer scales the allowance of
+   direct hand-offs down in proportion, one well under it doubles the allowance back
+   towards CONCUR__DIRECT_MAX. A loop starts with a small allowance, so coroutines
+   that compute from the start never make a long first turn. What remains: one long
+   turn when coroutines turn from yielding fast to computing. Costs one clock read
+   per turn (a turn of yields without work is 256 hand-offs). */
+#define CONCUR__BUSY_POLL_NS 1000000
+CONCUR__PRIVATE void concur__pace(concur_loop *L, int64_t turn_ns) {
+    if (turn_ns > CONCUR__BUSY_POLL_NS)
+        L->direct_max = (unsigned)((int64_t)L->direct_max * CONCUR__BUSY_POLL_NS / turn_ns);
+    else if (turn_ns < CONCUR__BUSY_POLL_NS / 4 && L->direct_max < CONCUR__DIRECT_MAX)
+        L->direct_max = L->direct_max < CONCUR__DIRECT_MAX / 2 ? L->direct_max * 2 + 1
+                                                               : CONCUR__DIRECT_MAX;
+}
+
 CONCUR_API int concur_loop_run(concur_loop *L) {
     if (!L) return -EINVAL;
     if (concur__tls_loop) return -EBUSY;
@@ -4699,6 +4719,9 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
         }
     }
 #endif
+    L->direct_max = 1;
+    int64_t now = concur__now_ns(), turn_start = now; /* turn_start 0: not measured */
+    L->polled_at = now;
     for (;;) {
         concur__drain_remote(L);
         L->direct = 0;
@@ -4706,11 +4729,13 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
            the loop polls for I/O between batches and nobody starves. */
         concur_co *co = L->ready_head;
         L->ready_head = L->ready_tail = NULL;
+        unsigned ran = 0;
         while (co) {
             concur_co *next = co->next;
             concur__prefetch_co(next);
             concur__co_resume(L, co);
             co = next;
+            ran++;
         }
         if (L->local_live == 0 && concur__load(&L->live, ACQUIRE) == 0) {
             /* A cancel from another thread that raced with its coroutine's end holds
@@ -4718,14 +4743,32 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
             concur__drain_remote(L);
             break;
         }
+        /* A turn that ran one coroutine, which handed off to nobody, lasted one of its
+           slices: a lone coroutine that yields in a loop reads the clock every 4th
+           turn only (a read costs half as much as the rest of its yield). */
+        unsigned busy = L->ready_head ? ++L->busy_turns : 0;
+        int timed = ran > 1 || L->direct > 0 || (busy & 3) == 0;
+        if (timed) {
+            now = concur__now_ns();
+            if (turn_start) concur__pace(L, now - turn_start);
+        }
         /* While coroutines stay ready a poll would find nothing most times and costs
-           a system call: poll every 32nd busy turn, and always before sleeping. */
-        if (!L->ready_head || (++L->busy_turns & 31) == 0) {
+           a system call: poll every 32nd busy turn, at least every
+           CONCUR__BUSY_POLL_NS, and always before sleeping. */
+        if (!L->ready_head || (busy & 31) == 0 ||
+            (timed && now - L->polled_at >= CONCUR__BUSY_POLL_NS)) {
             if (!L->ready_head && (L->cached > L->cache_max || L->co_cached > L->cache_max))
                 concur__stack_trim(L);
             concur__poll_io(L);
+            now = concur__now_ns();
+            L->polled_at = now;
+            timed = 1;
+        } else if (!timed && L->heap_len) {
+            now = concur__now_ns();
+            timed = 1;
         }
-        concur__fire_timers(L);
+        if (L->heap_len) concur__fire_timers(L, now);
+        turn_start = timed ? now : 0;
     }
 #ifdef CONCUR__OVERFLOW_REPORT
     if (alt_mem) {
