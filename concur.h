@@ -3958,8 +3958,10 @@ struct concur_loop {
     int *pfd_fds;
     int pfd_cap;
     unsigned busy_turns;
-    unsigned direct;         /* direct hand-offs this turn */
-    unsigned direct_max;     /* this turn's allowance of them (concur__pace) */
+    unsigned direct;         /* counts direct hand-offs up to CONCUR__DIRECT_MAX */
+    unsigned direct_max;     /* a turn's allowance of them (concur__pace): the turn
+                                starts direct at CONCUR__DIRECT_MAX - direct_max,
+                                which keeps the hot compare against a constant */
     int64_t polled_at;       /* when the loop last polled for I/O */
 #ifdef CONCUR__ASAN
     void *asan_fake;
@@ -4156,7 +4158,7 @@ CONCUR__PRIVATE void concur__co_switch(concur_loop *L, concur_co *from, concur_c
 }
 
 /* The running coroutine gives up the CPU (it has parked, or queued itself). The loop
-   gets control back after direct_max direct hand-offs in a turn, so it keeps polling
+   gets control back after the turn's allowance of direct hand-offs, so it keeps polling
    for I/O and firing timers; new coroutines are always started by the loop. At most
    CONCUR__DIRECT_MAX: 256 hand-offs of yielding coroutines take about 2 µs, and each
    return to the loop cost a yield storm about 0.3 ns per switch at 64 (W4: 7.08 ->
@@ -4165,7 +4167,7 @@ CONCUR__PRIVATE void concur__co_switch(concur_loop *L, concur_co *from, concur_c
 #define CONCUR__DIRECT_MAX 256u
 CONCUR__PRIVATE void concur__co_block(concur_loop *L, concur_co *co) {
     concur_co *next = L->ready_head;
-    if (next && next != co && next->state != CONCUR__CO_NEW && L->direct < L->direct_max) {
+    if (next && next != co && next->state != CONCUR__CO_NEW && L->direct < CONCUR__DIRECT_MAX) {
         L->direct++;
         L->ready_head = next->next;
         if (!L->ready_head) L->ready_tail = NULL;
@@ -4720,11 +4722,13 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
     }
 #endif
     L->direct_max = 1;
-    int64_t now = concur__now_ns(), turn_start = now; /* turn_start 0: not measured */
+    int64_t now = concur__now_ns(), mark = now; /* the last clock read */
+    unsigned turns = 0;                         /* turns since mark */
     L->polled_at = now;
     for (;;) {
         concur__drain_remote(L);
-        L->direct = 0;
+        unsigned direct_from = CONCUR__DIRECT_MAX - L->direct_max;
+        L->direct = direct_from;
         /* One batch: coroutines made ready while it runs wait for the next turn, so
            the loop polls for I/O between batches and nobody starves. */
         concur_co *co = L->ready_head;
@@ -4745,30 +4749,27 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
         }
         /* A turn that ran one coroutine, which handed off to nobody, lasted one of its
            slices: a lone coroutine that yields in a loop reads the clock every 4th
-           turn only (a read costs half as much as the rest of its yield). */
+           turn only (a read costs half as much as the rest of its yield), and the
+           turns in between are paced by their average. */
+        turns++;
         unsigned busy = L->ready_head ? ++L->busy_turns : 0;
-        int timed = ran > 1 || L->direct > 0 || (busy & 3) == 0;
-        if (timed) {
+        if (ran > 1 || L->direct != direct_from || (busy & 3) == 0 || L->heap_len) {
             now = concur__now_ns();
-            if (turn_start) concur__pace(L, now - turn_start);
+            concur__pace(L, turns == 1 ? now - mark : (now - mark) / turns);
+            mark = now;
+            turns = 0;
         }
         /* While coroutines stay ready a poll would find nothing most times and costs
            a system call: poll every 32nd busy turn, at least every
            CONCUR__BUSY_POLL_NS, and always before sleeping. */
-        if (!L->ready_head || (busy & 31) == 0 ||
-            (timed && now - L->polled_at >= CONCUR__BUSY_POLL_NS)) {
+        if (!L->ready_head || (busy & 31) == 0 || now - L->polled_at >= CONCUR__BUSY_POLL_NS) {
             if (!L->ready_head && (L->cached > L->cache_max || L->co_cached > L->cache_max))
                 concur__stack_trim(L);
             concur__poll_io(L);
-            now = concur__now_ns();
-            L->polled_at = now;
-            timed = 1;
-        } else if (!timed && L->heap_len) {
-            now = concur__now_ns();
-            timed = 1;
+            now = mark = L->polled_at = concur__now_ns(); /* time asleep is no turn's */
+            turns = 0;
         }
         if (L->heap_len) concur__fire_timers(L, now);
-        turn_start = timed ? now : 0;
     }
 #ifdef CONCUR__OVERFLOW_REPORT
     if (alt_mem) {
