@@ -1460,9 +1460,13 @@ CONCUR__PRIVATE concur__waiter *concur__wq_pop(concur__wq *q) {
     return w;
 }
 
-/* What a waker needs after it published NOTIFIED. */
+/* What a waker needs after it published NOTIFIED. The unpark function is copied
+   too: a pool worker's scheduler has none, and once NOTIFIED is visible the worker
+   may finish and its pool be destroyed, so its scheduler must not be read after. A
+   loop's scheduler stays alive: its coroutine is not done until this unpark runs. */
 typedef struct concur__wakeup {
     concur__sched *sched;
+    void (*unpark)(concur__sched *self, void *task);
     void *task;
     uint32_t *addr;
 } concur__wakeup;
@@ -1482,13 +1486,14 @@ CONCUR__PRIVATE int concur__waiter_claim(concur__waiter *w) {
 CONCUR__PRIVATE void concur__waiter_publish(concur__waiter *w, int result) {
     concur__wakeup k;
     k.sched = w->sched;
+    k.unpark = k.sched ? k.sched->unpark : NULL;
     k.task = w->task;
     k.addr = &w->state;
     w->result = result;
     concur__store(&w->state, CONCUR__W_NOTIFIED, RELEASE);
     /* w may be gone from here on: only the copies are used. A futex wake on a dead
        address is at worst a spurious wake-up for whoever lives there now. */
-    if (k.sched && k.sched->unpark) k.sched->unpark(k.sched, k.task);
+    if (k.unpark) k.unpark(k.sched, k.task);
     else concur__futex_wake(k.addr, 1);
 }
 
