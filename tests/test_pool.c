@@ -632,6 +632,76 @@ static void test_typed_shapes(void) {
     }
 }
 
+/* Values a task holds across its spawns and joins: on x86_64 the slow paths (a stolen
+   child, a full deque, a sleeping worker to wake) are reached through a trampoline
+   that the compiler is told preserves most registers, so integers and pointers stay
+   in caller-saved registers across them, and floating-point values must not. Each
+   level mixes its locals into the result, so a clobbered register shows up in it. */
+typedef unsigned long uword; /* wraps instead of overflowing */
+
+/* What tlive mixes in after its first spawn, computed in one go. */
+static uword tlive_mix(uword s, uword depth) {
+    uword m[12];
+    for (uword i = 0; i < 12; i++) m[i] = s * (i + 3) + depth * (i * i + 1);
+    return (m[0] + s) ^ (m[1] * s + m[2]) ^ (m[3] * 3 + m[4] * s) ^ (m[5] - m[6] * s) ^
+           (m[7] * 5 + s) ^ (m[8] * s + m[9] * 7) ^ (m[10] * s - m[11] * 9);
+}
+
+CONCUR_TASK_3(uword, tlive, int, depth, double, scale, const uword *, salt) {
+    if (depth == 0) return (uword)(scale * 4.0) + *salt;
+    uword n = (uword)depth, s = *salt;
+    uword a = n * 3 + 1, b = n * 5 + 2, c = n * 7 + 3, d = a * b - c, e = s ^ n;
+    double f = scale * 1.25 + depth;
+    long double g = (long double)scale / 3 + depth;
+    /* more values than there are callee-saved registers, live across the spawn only */
+    uword m0 = s * 3 + n, m1 = s * 4 + n * 2, m2 = s * 5 + n * 5, m3 = s * 6 + n * 10,
+            m4 = s * 7 + n * 17, m5 = s * 8 + n * 26, m6 = s * 9 + n * 37, m7 = s * 10 + n * 50,
+            m8 = s * 11 + n * 65, m9 = s * 12 + n * 82, m10 = s * 13 + n * 101,
+            m11 = s * 14 + n * 122;
+    CONCUR_SPAWN(tlive, depth - 1, scale + 1, salt);
+    uword t = *salt; /* read again after the spawn: the m's must be kept, not recomputed */
+    e += (m0 + t) ^ (m1 * t + m2) ^ (m3 * 3 + m4 * t) ^ (m5 - m6 * t) ^ (m7 * 5 + t) ^
+         (m8 * t + m9 * 7) ^ (m10 * t - m11 * 9);
+    CONCUR_SPAWN(tlive, depth - 1, scale + 2, salt);
+    uword y = CONCUR_CALL(tlive, depth - 1, scale + 3, salt);
+    uword x2 = CONCUR_SYNC(tlive);
+    uword x1 = CONCUR_SYNC(tlive);
+    return x1 * 3 + x2 * 5 + y * 7 + a + b * 11 + c * 13 + d * 17 + e * 19 +
+           (uword)(f * 8.0) + (uword)(g * 6.0L);
+}
+
+static uword tlive_plain(int depth, double scale, uword s) {
+    if (depth == 0) return (uword)(scale * 4.0) + s;
+    uword n = (uword)depth;
+    uword a = n * 3 + 1, b = n * 5 + 2, c = n * 7 + 3, d = a * b - c, e = s ^ n;
+    double f = scale * 1.25 + depth;
+    long double g = (long double)scale / 3 + depth;
+    e += tlive_mix(s, n);
+    uword x1 = tlive_plain(depth - 1, scale + 1, s), x2 = tlive_plain(depth - 1, scale + 2, s);
+    uword y = tlive_plain(depth - 1, scale + 3, s);
+    return x1 * 3 + x2 * 5 + y * 7 + a + b * 11 + c * 13 + d * 17 + e * 19 +
+           (uword)(f * 8.0) + (uword)(g * 6.0L);
+}
+
+static void test_typed_live_values(void) {
+    const uword salt = 0x5a5a;
+    uword expect = tlive_plain(9, 0.5, salt);
+    static const int deque_sizes[] = {1, 5, 0}; /* spawns beyond the deque, and not */
+    for (int threads = 1; threads <= 2; threads++) {
+        for (int k = 0; k < 3; k++) {
+            concur_pool *pool = concur_pool_create(
+                &(concur_pool_desc){.threads = threads, .deque_size = deque_sizes[k]});
+            REQUIRE(pool);
+            for (int round = 0; round < 20; round++) {
+                uword r = 0;
+                CHECK_EQ(CONCUR_RUN(pool, tlive, &r, 9, 0.5, &salt), 0);
+                CHECK_EQ(r, expect);
+            }
+            CHECK_EQ(concur_pool_destroy(pool), 0);
+        }
+    }
+}
+
 /* Typed tasks and the rest of the pool in one computation: a typed task runs a
    parallel for and a group, and a submitted task runs a typed task inline. */
 typedef struct tcount { long long sum; } tcount;
@@ -779,6 +849,7 @@ int main(void) {
     RUN(test_parallel_for);
     RUN(test_typed_fib);
     RUN(test_typed_shapes);
+    RUN(test_typed_live_values);
     RUN(test_typed_and_generic_share_slots);
     RUN(test_typed_with_other_engines);
 #ifdef CONCUR_DEBUG
