@@ -563,6 +563,15 @@ CONCUR_API void concur__fj_misuse(const char *task);
 #else
 #  define CONCUR__FJ_OPAQUE(v) ((void)0)
 #endif
+/* A spawn writes its task's wrapper into the record; a compiler that loads the
+   address once per task keeps it in a callee-saved register, so on x86_64 it is
+   computed where it is stored, by an instruction the compiler cannot hoist. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(__code_model_large__)
+#  define CONCUR__FJ_ADDR(var, fn) __asm__ volatile("leaq %c1(%%rip), %0" : "=r"(var) : "i"(fn))
+#else
+#  define CONCUR__FJ_ADDR(var, fn) ((void)0)
+#endif
 
 /* The hidden parameters and helpers are marked unused for leaf tasks and tasks never
    spawned; clang's -Wused-but-marked-unused would flag every use in the user's code. */
@@ -677,7 +686,9 @@ CONCUR__FJ_INLINE int concur__fj_pop_fast(concur__fj *w, uintptr_t h) {
 
 /* A spawn with room in the deque: the record, its arguments, the new head. */
 #define CONCUR__FJ_PUSH(name, STORE) \
-    concur__rec *concur__rec_ = concur__fj_put(concur__h, name##__concur_run); \
+    void (*concur__run_)(void *) = name##__concur_run; \
+    CONCUR__FJ_ADDR(concur__run_, name##__concur_run); \
+    concur__rec *concur__rec_ = concur__fj_put(concur__h, concur__run_); \
     name##__concur_args *concur__p = (name##__concur_args *)(void *)&concur__rec_->payload; \
     CONCUR__FJ_LIST STORE \
     return concur__fj_pushed_fast(concur__w, concur__h);
@@ -1490,6 +1501,10 @@ struct concur__sched {
     /* Makes task runnable again; called once per successful notify, from any thread.
        NULL: the task sleeps on the waiter's futex word like a plain thread. */
     void (*unpark)(concur__sched *self, void *task);
+    /* The running task's handle, for engines that change tasks often enough that
+       keeping concur__cur_task up to date would cost them (a loop's direct hand-offs).
+       NULL: concur__cur_task. */
+    void *(*current)(concur__sched *self);
 };
 
 struct concur__waiter {
@@ -1507,9 +1522,10 @@ static CONCUR__TLS concur__sched *concur__cur_sched;
 static CONCUR__TLS void *concur__cur_task;
 
 CONCUR__PRIVATE void concur__waiter_init(concur__waiter *w, void *slot) {
+    concur__sched *s = concur__cur_sched;
     w->next = w->prev = NULL;
-    w->sched = concur__cur_sched;
-    w->task = concur__cur_task;
+    w->sched = s;
+    w->task = s && s->current ? s->current(s) : concur__cur_task;
     w->state = CONCUR__W_WAITING;
     w->linked = 0;
     w->result = 0;
@@ -3327,6 +3343,7 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
         w->rng = (uint64_t)0x9E3779B97F4A7C15ULL * (uint64_t)(unsigned)(i + 1);
         w->sched.park = concur__worker_park;
         w->sched.unpark = NULL; /* waiters on a worker are woken by futex address */
+        w->sched.current = NULL;
         /* Records on cache-line boundaries: a spawn writes one line, and the owner's
            pushes never share a line with the record a thief is finishing. */
         w->dq_mem = concur__malloc(cap * sizeof(concur__rec) + 64);
@@ -4020,7 +4037,10 @@ CONCUR__PRIVATE char *concur__stack_lo(concur__stack *s) { return s->map + concu
    registration carries a generation number, so an event that was already fetched
    for an fd closed by concur_close never reaches a new fd with the same number. */
 
-enum { CONCUR__CO_NEW = 0, CONCUR__CO_READY, CONCUR__CO_RUNNING, CONCUR__CO_PARKED, CONCUR__CO_DONE };
+/* A coroutine's state says only whether the loop has started it and whether it has
+   returned: where it is in between (running, queued, parked) is for the ready queue
+   and its waiter to know, and a switch writes nothing more than it must. */
+enum { CONCUR__CO_NEW = 0, CONCUR__CO_STARTED, CONCUR__CO_DONE };
 
 struct concur_co {
     /* What every switch and spawn touches comes first, in one cache line: with
@@ -4200,7 +4220,6 @@ CONCUR__PRIVATE void concur__prefetch_co(concur_co *co) {
 
 /* ---- ready queue and hand-over from other threads ---- */
 CONCUR__PRIVATE void concur__ready_push(concur_loop *L, concur_co *co) {
-    if (co->state != CONCUR__CO_NEW) co->state = CONCUR__CO_READY;
     co->next = NULL;
     if (L->ready_tail) L->ready_tail->next = co; else L->ready_head = co;
     L->ready_tail = co;
@@ -4236,6 +4255,10 @@ CONCUR__PRIVATE void concur__loop_unpark(concur__sched *self, void *task) {
     concur_co *co = (concur_co *)task;
     if (concur__tls_loop == L) concur__ready_push(L, co);
     else concur__remote_push(L, co);
+}
+
+CONCUR__PRIVATE void *concur__loop_current_task(concur__sched *self) {
+    return ((concur_loop *)self)->current;
 }
 
 /* Every switch goes through these two, which tell ASan and TSan about the change of
@@ -4283,11 +4306,10 @@ CONCUR__PRIVATE void concur__co_suspend(concur_loop *L, concur_co *co) {
 
 /* Straight from one coroutine to another that is ready, without the loop in between:
    a yield or a park then costs one switch instead of two. Whoever resumes `from`
-   later (the loop or another coroutine) sets the current-coroutine state for it. */
+   later (the loop or another coroutine) sets L->current to it; nothing else says
+   which coroutine runs (waiters ask the loop, concur__loop_current_task). */
 CONCUR__PRIVATE void concur__co_switch(concur_loop *L, concur_co *from, concur_co *to) {
     L->current = to;
-    concur__cur_task = to;
-    to->state = CONCUR__CO_RUNNING;
     concur__swap_to_co(&from->ctx, CONCUR__ASAN_SAVE(from), to);
 }
 
@@ -4343,7 +4365,6 @@ CONCUR__PRIVATE int concur__loop_park(concur__sched *self, concur__waiter *w, in
        or finished and recycled. */
     int rc;
     for (;;) {
-        co->state = CONCUR__CO_PARKED;
         concur__co_block(L, co);
         uint32_t s = concur__load(&w->state, ACQUIRE);
         if (s == CONCUR__W_NOTIFIED) { rc = 0; break; }
@@ -4463,17 +4484,14 @@ CONCUR__PRIVATE void concur__co_resume(concur_loop *L, concur_co *co) {
 #endif
     }
     concur__sched *prev_sched = concur__cur_sched;
-    void *prev_task = concur__cur_task;
-    concur__cur_sched = &L->sched;
-    concur__cur_task = co;
+    concur__cur_sched = &L->sched; /* whose current task is L->current */
     L->current = co;
-    co->state = CONCUR__CO_RUNNING;
+    co->state = CONCUR__CO_STARTED;
     concur__swap_to_co(&L->main_ctx, CONCUR__ASAN_SAVE(L), co);
     /* Not necessarily co: it may have handed over directly to others since. */
     concur_co *back = L->current;
     L->current = NULL;
     concur__cur_sched = prev_sched;
-    concur__cur_task = prev_task;
     if (back->state == CONCUR__CO_DONE) concur__co_finish(L, back);
 }
 
@@ -4664,7 +4682,7 @@ CONCUR__PRIVATE void concur__fire_timers(concur_loop *L, int64_t now) {
 CONCUR__PRIVATE void concur__cancel_local(concur_loop *L, concur_co *co) {
     if (co->state == CONCUR__CO_DONE) return;
     concur__store(&co->cancel, 1, RELEASE);
-    if (co->state == CONCUR__CO_PARKED) concur__co_settle(L, co, CONCUR__W_CANCELED);
+    concur__co_settle(L, co, CONCUR__W_CANCELED); /* if it is parked */
 }
 
 CONCUR__PRIVATE void concur__drain_remote(concur_loop *L) {
@@ -4761,6 +4779,7 @@ CONCUR_API concur_loop *concur_loop_create(const concur_loop_desc *desc) {
     memset(L, 0, sizeof *L);
     L->sched.park = concur__loop_park;
     L->sched.unpark = concur__loop_unpark;
+    L->sched.current = concur__loop_current_task;
     size_t page = concur__page_size();
     size_t size = d.stack_size ? d.stack_size : 256 * 1024;
     if (size < 16 * 1024) size = 16 * 1024;
