@@ -68,6 +68,24 @@ double median_of(double (*fn)(void *), void *arg) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+void medians_interleaved(double (*const *fns)(void *), void *arg, int n, double *out) {
+    double v[8][64];
+    int runs = opt_runs < 64 ? opt_runs : 64;
+    if (n > 8) n = 8;
+    for (int k = 0; k < n; k++) out[k] = 0;
+    for (int r = 0; r < runs; r++)
+        for (int j = 0; j < n; j++) {
+            int k = (r + j) % n;
+            v[k][r] = fns[k](arg);
+            if (v[k][r] < 0) out[k] = -1;
+        }
+    for (int k = 0; k < n; k++) {
+        if (out[k] < 0) continue;
+        qsort(v[k], (size_t)runs, sizeof v[k][0], cmp_double);
+        out[k] = runs % 2 ? v[k][runs / 2] : (v[k][runs / 2 - 1] + v[k][runs / 2]) / 2;
+    }
+}
+
 /* ---- W4's bare switch ----
    concur's context switch with no scheduler around it, as Boost's fcontext is
    measured: two contexts on mmap'd stacks switch to each other. Lives here because

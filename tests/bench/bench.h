@@ -12,6 +12,10 @@ extern int opt_json, opt_quick, opt_runs;
 void report(const char *workload, const char *impl, int threads, double value, const char *unit,
             const char *note);
 double median_of(double (*fn)(void *), void *arg);
+/* Medians of opt_runs rounds in which each of the n functions runs once, the round
+   starting one further along each time, so that a slow phase of the machine lands
+   on all of them; out[i] < 0 when one of fns[i]'s runs failed. */
+void medians_interleaved(double (*const *fns)(void *), void *arg, int n, double *out);
 double run_peer_command(const char *cmd);
 double bench_raw_switch(long rounds);
 void w4(void);
