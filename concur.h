@@ -1502,9 +1502,9 @@ struct concur__sched {
     /* Makes task runnable again; called once per successful notify, from any thread.
        NULL: the task sleeps on the waiter's futex word like a plain thread. */
     void (*unpark)(concur__sched *self, void *task);
-    /* The running task's handle, for engines that change tasks often enough that
-       keeping concur__cur_task up to date would cost them (a loop's direct hand-offs).
-       NULL: concur__cur_task. */
+    /* The running task's handle, which a waiter records for unpark. Asked, not kept
+       in a thread-local: a loop changes coroutines at every hand-off, and keeping a
+       variable up to date there cost a store per switch. */
     void *(*current)(concur__sched *self);
 };
 
@@ -1520,13 +1520,12 @@ struct concur__waiter {
 
 /* The execution context of this thread: set by engines while they run a task. */
 static CONCUR__TLS concur__sched *concur__cur_sched;
-static CONCUR__TLS void *concur__cur_task;
 
 CONCUR__PRIVATE void concur__waiter_init(concur__waiter *w, void *slot) {
     concur__sched *s = concur__cur_sched;
     w->next = w->prev = NULL;
     w->sched = s;
-    w->task = s && s->current ? s->current(s) : concur__cur_task;
+    w->task = s ? s->current(s) : NULL;
     w->state = CONCUR__W_WAITING;
     w->linked = 0;
     w->result = 0;
@@ -3196,6 +3195,10 @@ CONCUR__PRIVATE int concur__work_visible(concur_pool *p) {
    on the waiter's futex word like a plain thread. */
 #define CONCUR__HELP_DEPTH 16
 
+CONCUR__PRIVATE void *concur__worker_current_task(concur__sched *self) {
+    return (char *)self - offsetof(concur__worker, sched); /* the worker is the task */
+}
+
 CONCUR__PRIVATE int concur__worker_park(concur__sched *self, concur__waiter *wt, int64_t deadline) {
     concur__worker *w = (concur__worker *)((char *)self - offsetof(concur__worker, sched));
     int64_t give_up = 0;
@@ -3264,7 +3267,6 @@ CONCUR__PRIVATE void *concur__worker_main(void *arg) {
     prctl(PR_SET_NAME, name, 0, 0, 0);
     concur__cur_worker = w;
     concur__cur_sched = &w->sched;
-    concur__cur_task = w;
     if (p->on_start) p->on_start(w->index, p->user);
     for (;;) {
         if (concur__find_work(w)) continue;
@@ -3282,7 +3284,6 @@ CONCUR__PRIVATE void *concur__worker_main(void *arg) {
     }
     concur__cur_worker = NULL;
     concur__cur_sched = NULL;
-    concur__cur_task = NULL;
     return NULL;
 }
 
@@ -3344,7 +3345,7 @@ CONCUR_API concur_pool *concur_pool_create(const concur_pool_desc *desc) {
         w->rng = (uint64_t)0x9E3779B97F4A7C15ULL * (uint64_t)(unsigned)(i + 1);
         w->sched.park = concur__worker_park;
         w->sched.unpark = NULL; /* waiters on a worker are woken by futex address */
-        w->sched.current = NULL;
+        w->sched.current = concur__worker_current_task;
         /* Records on cache-line boundaries: a spawn writes one line, and the owner's
            pushes never share a line with the record a thief is finishing. */
         w->dq_mem = concur__malloc(cap * sizeof(concur__rec) + 64);
@@ -3577,7 +3578,30 @@ CONCUR_API uintptr_t concur__fj_pushed(concur__fj *w, uintptr_t h, void *x) {
     return 0;
 }
 
-CONCUR__PRIVATE void *concur__fj_overflow(concur__fj *w, uintptr_t h);
+/* Storage for the result of the typed spawn at virtual position h >= cap, which ran
+   at once because the deque was full. Only the owner touches it, and nobody keeps a
+   pointer into it across a task, so it may move when it grows. */
+CONCUR__PRIVATE void *concur__fj_overflow(concur__fj *w, uintptr_t h) {
+    uintptr_t i = (h - w->end) / sizeof(concur__rec);
+    /* Positions beyond the deque come one spawn at a time: one this far out is not
+       a spawn's. */
+    if (i >= (1u << 28)) concur__fj_misuse(NULL);
+    if (i >= w->overflow_cap) {
+        uint32_t ncap = w->overflow_cap ? w->overflow_cap * 2 : 64;
+        while (ncap <= i) ncap *= 2;
+        void *n = CONCUR_REALLOC(w->overflow, (size_t)ncap * CONCUR_TASK_PAYLOAD);
+        if (!n) {
+            /* A void spawn cannot report it, and the result has nowhere else to go. */
+            fprintf(stderr, "concur: out of memory for the results of %u typed spawns beyond "
+                            "the deque (deque_size %u); raise deque_size\n",
+                    (unsigned)(i + 1), (unsigned)w->cap);
+            abort();
+        }
+        w->overflow = (unsigned char *)n;
+        w->overflow_cap = ncap;
+    }
+    return w->overflow + (size_t)i * CONCUR_TASK_PAYLOAD;
+}
 
 /* A join whose record was stolen or asked for (it waits for the thief, working
    meanwhile), or whose spawn ran at once: returns where the result is. */
@@ -3644,30 +3668,6 @@ CONCUR_API CONCUR__NORETURN void concur__fj_misuse(const char *task) {
     abort();
 }
 
-/* Storage for the result of the typed spawn at virtual position h >= cap, which ran
-   at once because the deque was full. Only the owner touches it, and nobody keeps a
-   pointer into it across a task, so it may move when it grows. */
-CONCUR__PRIVATE void *concur__fj_overflow(concur__fj *w, uintptr_t h) {
-    uintptr_t i = (h - w->end) / sizeof(concur__rec);
-    /* Positions beyond the deque come one spawn at a time: one this far out is not
-       a spawn's. */
-    if (i >= (1u << 28)) concur__fj_misuse(NULL);
-    if (i >= w->overflow_cap) {
-        uint32_t ncap = w->overflow_cap ? w->overflow_cap * 2 : 64;
-        while (ncap <= i) ncap *= 2;
-        void *n = CONCUR_REALLOC(w->overflow, (size_t)ncap * CONCUR_TASK_PAYLOAD);
-        if (!n) {
-            /* A void spawn cannot report it, and the result has nowhere else to go. */
-            fprintf(stderr, "concur: out of memory for the results of %u typed spawns beyond "
-                            "the deque (deque_size %u); raise deque_size\n",
-                    (unsigned)(i + 1), (unsigned)w->cap);
-            abort();
-        }
-        w->overflow = (unsigned char *)n;
-        w->overflow_cap = ncap;
-    }
-    return w->overflow + (size_t)i * CONCUR_TASK_PAYLOAD;
-}
 
 typedef struct concur__fj_entry {
     void (*run)(void *args);
