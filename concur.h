@@ -54,6 +54,8 @@
                               of a register-preserving trampoline (x86_64 only)
      CONCUR_CORO_UCONTEXT     switch coroutines with swapcontext instead of assembly
                               (automatic on other than x86_64 and aarch64)
+     CONCUR_NO_INLINE_YIELD   concur_yield() is a plain call here, not the hand-off
+                              inlined where it is written (x86_64 only)
      CONCUR_IO_POLL           the loop uses poll() instead of epoll
      CONCUR_NO_VALGRIND       leave out the valgrind stack annotations
 
@@ -598,20 +600,28 @@ typedef uintptr_t (*concur__fj_slow_fn)(concur__fj *w, uintptr_t h, void *x);
 #if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
 #  define CONCUR__FJ_TRAMP 1 /* the implementation defines it whatever the users choose */
 #endif
-#if defined(CONCUR__FJ_TRAMP) && !defined(CONCUR_FJ_PLAIN_CALLS)
+/* An asm statement that lets other code run (a call, a coroutine switch) names the
+   vector and x87 registers that code may change; the registers that exist depend on
+   the target's extensions. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #  if defined(__AVX512F__)
-#    define CONCUR__FJ_CLOBBER_AVX512 , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", \
+#    define CONCUR__CLOBBER_AVX512 , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", \
         "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", \
         "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
 #  else
-#    define CONCUR__FJ_CLOBBER_AVX512
+#    define CONCUR__CLOBBER_AVX512
 #  endif
 #  if defined(__APX_F__)
-#    define CONCUR__FJ_CLOBBER_APX , "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", \
+#    define CONCUR__CLOBBER_APX , "r16", "r17", "r18", "r19", "r20", "r21", "r22", "r23", \
         "r24", "r25", "r26", "r27", "r28", "r29", "r30", "r31"
 #  else
-#    define CONCUR__FJ_CLOBBER_APX
+#    define CONCUR__CLOBBER_APX
 #  endif
+#  define CONCUR__CLOBBER_FP "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", \
+        "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "st", "st(1)", \
+        "st(2)", "st(3)", "st(4)", "st(5)", "st(6)", "st(7)" CONCUR__CLOBBER_AVX512 CONCUR__CLOBBER_APX
+#endif
+#if defined(CONCUR__FJ_TRAMP) && !defined(CONCUR_FJ_PLAIN_CALLS)
 /* The call lands 128 bytes below the stack pointer: the task may keep data in the
    red zone, which a call would overwrite. */
 CONCUR__FJ_INLINE uintptr_t concur__fj_slow(concur__fj_slow_fn fn, concur__fj *w, uintptr_t h,
@@ -622,10 +632,7 @@ CONCUR__FJ_INLINE uintptr_t concur__fj_slow(concur__fj_slow_fn fn, concur__fj *w
                      "leaq 128(%%rsp), %%rsp"
                      : "+a"(r)
                      : "D"(w), "S"(h), "d"(x)
-                     : "memory", "cc", "r10", "r11", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
-                       "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
-                       "xmm13", "xmm14", "xmm15", "st", "st(1)", "st(2)", "st(3)", "st(4)",
-                       "st(5)", "st(6)", "st(7)" CONCUR__FJ_CLOBBER_AVX512 CONCUR__FJ_CLOBBER_APX);
+                     : "memory", "cc", "r10", "r11", CONCUR__CLOBBER_FP);
     return r;
 }
 #else
@@ -942,6 +949,68 @@ CONCUR_API int concur_proc_write(concur_proc_out *out, const void *data, size_t 
 typedef struct concur_loop concur_loop;
 typedef struct concur_co concur_co;
 
+/* Not API: what concur_yield's inline hand-off (below) reads and writes of a loop and
+   its coroutines. The implementation's records start with these. On x86_64 the
+   switch is an asm statement that saves the stack, frame and instruction pointers and
+   the floating-point control words in the coroutine's record, and names every other
+   register clobbered: the compiler then keeps across it only the values still live at
+   that point, where a called switch saves all six callee-saved registers whatever the
+   caller holds. */
+#if defined(__x86_64__) && !defined(__ILP32__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(CONCUR_CORO_UCONTEXT)
+#  define CONCUR__SWITCH_X86 1
+typedef struct concur__swctx {
+    void *sp;
+    void (*pc)(void);      /* where the switch resumes */
+    void *bp;
+    uint32_t mxcsr, fpucw; /* at offsets 24 and 28, which the switch names */
+} concur__swctx;
+#  if defined(__CET__) && (__CET__ & 1)
+#    define CONCUR__ENDBR "endbr64\n\t"
+#  else
+#    define CONCUR__ENDBR ""
+#  endif
+/* from and to: concur__swctx pointers. Resumes at the 1: of whichever switch saved
+   to. rbp is saved by hand because it may be the frame pointer, which an asm
+   statement cannot clobber. */
+#  define CONCUR__SWITCH(from, to)                                                        \
+      do {                                                                                \
+          concur__swctx *concur__from = (from), *concur__to = (to);                       \
+          __asm__ volatile("stmxcsr 24(%0)\n\t"                                           \
+                           "fnstcw 28(%0)\n\t"                                            \
+                           "leaq 1f(%%rip), %%rax\n\t"                                    \
+                           "movq %%rsp, 0(%0)\n\t"                                        \
+                           "movq %%rax, 8(%0)\n\t"                                        \
+                           "movq %%rbp, 16(%0)\n\t"                                       \
+                           "ldmxcsr 24(%1)\n\t"                                           \
+                           "fldcw 28(%1)\n\t"                                             \
+                           "movq 0(%1), %%rsp\n\t"                                        \
+                           "movq 16(%1), %%rbp\n\t"                                       \
+                           "jmp *8(%1)\n"                                                  \
+                           "1:\n\t" CONCUR__ENDBR                                         \
+                           : "+D"(concur__from), "+S"(concur__to)                         \
+                           :                                                              \
+                           : "memory", "cc", "rax", "rbx", "rcx", "rdx", "r8", "r9",      \
+                             "r10", "r11", "r12", "r13", "r14", "r15", CONCUR__CLOBBER_FP); \
+      } while (0)
+#else
+typedef struct concur__swctx { void *unused; } concur__swctx; /* see concur__ctx */
+#endif
+typedef struct concur__co_hot {
+    concur__swctx sw;     /* x86_64: the saved context; first, so its address is the
+                             record's and the switch needs no offset added */
+    concur_co *next;      /* ready queue (up to the loop's ready_tail), free list */
+    uint32_t state;       /* CONCUR__CO_*, loop thread only */
+    uint32_t cancel;      /* a cancel request not yet delivered */
+} concur__co_hot;
+typedef struct concur__loop_hot {
+    concur_co *current;   /* the running coroutine, NULL while the loop itself runs */
+    concur_co *ready_head, *ready_tail; /* tail->next is not read: no NULL to store */
+    unsigned direct;      /* counts direct hand-offs up to CONCUR__DIRECT_MAX */
+} concur__loop_hot;
+enum { CONCUR__CO_NEW = 0, CONCUR__CO_STARTED, CONCUR__CO_DONE };
+#define CONCUR__DIRECT_MAX 256u
+
 enum { CONCUR_BACKEND_AUTO = 0, CONCUR_BACKEND_EPOLL = 1, CONCUR_BACKEND_POLL = 2 };
 /* Event bits for concur_wait_fd. */
 enum { CONCUR_READABLE = 1, CONCUR_WRITABLE = 2 };
@@ -998,6 +1067,62 @@ CONCUR_API concur_co *concur_co_current(void);
    was cancelled before or while it waited its turn (a computing coroutine's point to
    stop). */
 CONCUR_API int concur_yield(void);
+CONCUR_API int concur__yield_slow(void); /* not API: concur_yield's path through the loop */
+/* A call of concur_yield from a coroutine hands over to the next ready one right
+   where it is written (the function stays, for its address and for other languages):
+   x86_64, gcc or clang, code built into a program rather than a shared library (whose
+   thread-local access would cost a call), not CONCUR_STATIC, no sanitizer in this
+   file, and not turned off with CONCUR_NO_INLINE_YIELD. The implementation only lets
+   it act when its own switch is this one (else concur__tls_hot stays NULL). */
+#if defined(CONCUR__SWITCH_X86) && !defined(CONCUR_STATIC) && !defined(CONCUR_NO_INLINE_YIELD) && \
+    (!defined(__PIC__) || defined(__PIE__)) && !defined(__SANITIZE_ADDRESS__) &&          \
+    !defined(__SANITIZE_THREAD__)
+#  if defined(__has_feature)
+#    if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#      define CONCUR__NO_INLINE_YIELD_HERE 1
+#    endif
+#  endif
+#  ifndef CONCUR__NO_INLINE_YIELD_HERE
+#    define CONCUR__INLINE_YIELD 1
+#  endif
+#endif
+#ifdef CONCUR__INLINE_YIELD
+/* __thread in C++ too: an extern thread_local is reached through a wrapper call. The
+   file that defines it lets the compiler pick the cheapest access. */
+#  ifdef CONCUR_IMPLEMENTATION
+extern __thread concur__loop_hot *concur__tls_hot;
+#  else
+extern __thread concur__loop_hot *concur__tls_hot __attribute__((tls_model("initial-exec")));
+#  endif
+/* The common case: another coroutine is ready and the loop's turn allows one more
+   hand-off; the yielding coroutine goes to the back of the queue. */
+__attribute__((always_inline, unused)) static inline int concur__yield_inline(void) {
+    concur__loop_hot *L = concur__tls_hot; /* a loop's only while its coroutine runs */
+    concur_co *next;
+    if (__builtin_expect((next = L->ready_head) &&
+                             ((concur__co_hot *)(void *)next)->state != CONCUR__CO_NEW &&
+                             L->direct < CONCUR__DIRECT_MAX, 1)) {
+        concur_co *self = L->current;
+        concur__co_hot *me = (concur__co_hot *)(void *)self;
+        concur__co_hot *to = (concur__co_hot *)(void *)next;
+        L->direct++;
+        if (__builtin_expect(next == L->ready_tail, 1)) {
+            L->ready_head = self;
+        } else {
+            L->ready_head = to->next;
+            ((concur__co_hot *)(void *)L->ready_tail)->next = self;
+        }
+        L->ready_tail = self;
+        L->current = next;
+        CONCUR__SWITCH(&me->sw, &to->sw);
+        /* Only the loop's thread sets the flag. */
+        if (__builtin_expect(!__atomic_load_n(&me->cancel, __ATOMIC_RELAXED), 1)) return 0;
+        return __atomic_exchange_n(&me->cancel, 0u, __ATOMIC_ACQ_REL) ? -ECANCELED : 0;
+    }
+    return concur__yield_slow();
+}
+#  define concur_yield() concur__yield_inline()
+#endif
 /* Sleeps for seconds (parks a coroutine, blocks a thread). 0, -ECANCELED, -EINVAL
    (negative or NaN). */
 CONCUR_API int concur_sleep(double seconds);
@@ -3865,57 +3990,40 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #  endif
 #endif
 
-typedef struct concur__ctx {
-#ifdef CONCUR_CORO_UCONTEXT
-    ucontext_t uc;
+#ifdef CONCUR__SWITCH_X86
+typedef concur__swctx concur__ctx; /* kept in the record's hot part */
 #else
+typedef struct concur__ctx {
+#  ifdef CONCUR_CORO_UCONTEXT
+    ucontext_t uc;
+#  else
     void *sp;
-#endif
+#  endif
 } concur__ctx;
+#endif
 
-#ifndef CONCUR_CORO_UCONTEXT
+#if defined(CONCUR__SWITCH_X86)
+/* The switch itself is CONCUR__SWITCH, next to concur_yield's inline hand-off. A new
+   context starts at entry as if called: rsp = 8 mod 16, a null return address. */
+CONCUR__PRIVATE void concur__ctx_make(concur__ctx *c, void *lo, size_t size, void (*entry)(void)) {
+    uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+    void **sp = (void **)(top - 8);
+    *sp = NULL;
+    c->sp = sp;
+    c->pc = entry;
+    c->bp = NULL;          /* ends frame-pointer backtraces */
+    c->mxcsr = 0x1F80u;    /* MXCSR and x87 control word at reset */
+    c->fpucw = 0x037Fu;
+}
+
+CONCUR__HOT void concur__ctx_swap(concur__ctx *from, concur__ctx *to) {
+    CONCUR__SWITCH(from, to);
+}
+#elif !defined(CONCUR_CORO_UCONTEXT)
 /* void concur__ctx_swap_asm(void **save_sp, void *load_sp). The symbol is local to
    the object file (no .globl), so two CONCUR_STATIC copies never clash. */
 void concur__ctx_swap_asm(void **save_sp, void *load_sp);
-#  if defined(__x86_64__)
-__asm__(".text\n"
-        ".p2align 4\n"
-        ".type concur__ctx_swap_asm,@function\n"
-        "concur__ctx_swap_asm:\n"
-        "  pushq %rbp\n"
-        "  pushq %rbx\n"
-        "  pushq %r12\n"
-        "  pushq %r13\n"
-        "  pushq %r14\n"
-        "  pushq %r15\n"
-        "  subq $8, %rsp\n"
-        "  stmxcsr (%rsp)\n"
-        "  fnstcw 4(%rsp)\n"
-        "  movq %rsp, (%rdi)\n"
-        "  movq %rsi, %rsp\n"
-        "  ldmxcsr (%rsp)\n"
-        "  fldcw 4(%rsp)\n"
-        "  addq $8, %rsp\n"
-        "  popq %r15\n"
-        "  popq %r14\n"
-        "  popq %r13\n"
-        "  popq %r12\n"
-        "  popq %rbx\n"
-        "  popq %rbp\n"
-        "  ret\n"
-        ".size concur__ctx_swap_asm,.-concur__ctx_swap_asm\n");
-
-CONCUR__PRIVATE void concur__ctx_make(concur__ctx *c, void *lo, size_t size, void (*entry)(void)) {
-    uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
-    uint64_t *sp = (uint64_t *)(top - 72);
-    uint32_t fpu[2] = {0x1F80u, 0x037Fu}; /* MXCSR and x87 control word at reset */
-    memcpy(sp, fpu, sizeof fpu);
-    memset(sp + 1, 0, 6 * sizeof(uint64_t)); /* r15 r14 r13 r12 rbx rbp */
-    sp[7] = (uint64_t)(uintptr_t)entry;      /* ret lands here with rsp = 8 mod 16 */
-    sp[8] = 0;                               /* entry's own return address: none */
-    c->sp = sp;
-}
-#  elif defined(__aarch64__)
+#  if defined(__aarch64__)
 __asm__(".text\n"
         ".p2align 4\n"
         ".type concur__ctx_swap_asm,%function\n"
@@ -4041,16 +4149,16 @@ CONCUR__PRIVATE char *concur__stack_lo(concur__stack *s) { return s->map + concu
 /* A coroutine's state says only whether the loop has started it and whether it has
    returned: where it is in between (running, queued, parked) is for the ready queue
    and its waiter to know, and a switch writes nothing more than it must. */
-enum { CONCUR__CO_NEW = 0, CONCUR__CO_STARTED, CONCUR__CO_DONE };
 
 struct concur_co {
     /* What every switch and spawn touches comes first, in one cache line: with
-       thousands alive, the record is cold each time its turn comes. */
-    concur_co *next;       /* ready queue */
+       thousands alive, the record is cold each time its turn comes. hot is first:
+       concur_yield's inline hand-off reaches it through the concur_co pointer. */
+    concur__co_hot hot;
+#ifndef CONCUR__SWITCH_X86
     concur__ctx ctx;
+#endif
     concur__stack *stack;
-    uint32_t state;        /* CONCUR__CO_*, loop thread only */
-    uint32_t cancel;       /* a cancel request not yet delivered */
     uint32_t refs;         /* the handle's and the loop's */
     uint32_t done;         /* published under lock for joiners */
     void *(*fn)(void *);
@@ -4074,6 +4182,12 @@ struct concur_co {
 #endif
 };
 
+#ifdef CONCUR__SWITCH_X86
+#  define CONCUR__CO_CTX(co) (&(co)->hot.sw)
+#else
+#  define CONCUR__CO_CTX(co) (&(co)->ctx)
+#endif
+
 typedef struct concur__fdslot {
     uint32_t gen;
     uint8_t registered;
@@ -4089,8 +4203,7 @@ typedef struct concur__fdslot {
 struct concur_loop {
     concur__sched sched;     /* first: the seam's callbacks find the loop from it */
     concur__ctx main_ctx;
-    concur_co *current;
-    concur_co *ready_head, *ready_tail;
+    concur__loop_hot hot;    /* current, ready queue, direct hand-offs */
     int64_t live CONCUR__ATOMIC64; /* started from other threads, not yet drained; atomic */
     int64_t local_live;      /* loop thread only: queued or alive here */
     concur_co *co_free;      /* finished coroutines' records, for the next concur_go */
@@ -4113,9 +4226,8 @@ struct concur_loop {
     int *pfd_fds;
     int pfd_cap;
     unsigned busy_turns;
-    unsigned direct;         /* counts direct hand-offs up to CONCUR__DIRECT_MAX */
-    unsigned direct_max;     /* a turn's allowance of them (concur__pace): the turn
-                                starts direct at CONCUR__DIRECT_MAX - direct_max,
+    unsigned direct_max;     /* a turn's allowance of direct hand-offs (concur__pace):
+                                the turn starts direct at CONCUR__DIRECT_MAX - direct_max,
                                 which keeps the hot compare against a constant */
     int64_t polled_at;       /* when the loop last polled for I/O */
 #ifdef CONCUR__ASAN
@@ -4129,10 +4241,26 @@ struct concur_loop {
 };
 
 static CONCUR__TLS concur_loop *concur__tls_loop;
+/* Where concur_yield's inline hand-off finds the running loop: set while one of its
+   coroutines runs, if this build switches with CONCUR__SWITCH (a sanitizer build must
+   announce every switch, so it leaves it NULL and the inline hand-off calls
+   concur__yield_slow). */
+#if defined(CONCUR__SWITCH_X86) && !defined(CONCUR__ASAN) && !defined(CONCUR__TSAN)
+#  define CONCUR__INLINE_HANDOFF 1
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+/* Outside a loop's coroutines it names a loop with nothing ready, so the inline
+   hand-off needs no test for NULL. */
+static concur__loop_hot concur__no_loop;
+#  ifdef CONCUR_STATIC
+static
+#  endif
+__thread concur__loop_hot *concur__tls_hot = &concur__no_loop;
+#endif
 
 CONCUR__PRIVATE concur_co *concur__co_self(void) {
     concur_loop *L = concur__tls_loop;
-    return L ? L->current : NULL;
+    return L ? L->hot.current : NULL;
 }
 
 CONCUR__PRIVATE void concur__co_release(concur_co *co) {
@@ -4143,7 +4271,7 @@ CONCUR__PRIVATE void concur__co_release(concur_co *co) {
    malloc/free pair per coroutine. */
 CONCUR__PRIVATE void concur__co_recycle(concur_loop *L, concur_co *co) {
     if (L->co_cached < L->cache_max || L->cache_adaptive) {
-        co->next = L->co_free;
+        co->hot.next = L->co_free;
         L->co_free = co;
         L->co_cached++;
     } else {
@@ -4210,10 +4338,10 @@ CONCUR__PRIVATE void concur__heap_remove(concur_loop *L, concur_co *co) {
 CONCUR__PRIVATE void concur__prefetch_co(concur_co *co) {
 #if defined(__GNUC__) && !defined(CONCUR_CORO_UCONTEXT)
     if (!co) return;
-    char *sp = (char *)co->ctx.sp;
+    char *sp = (char *)CONCUR__CO_CTX(co)->sp;
     if (sp) __builtin_prefetch(sp, 1);
     else if (co->stack) __builtin_prefetch(concur__stack_lo(co->stack) + co->stack->size - 64, 1);
-    if (co->next) __builtin_prefetch(co->next);
+    if (co->hot.next) __builtin_prefetch(co->hot.next); /* maybe stale: harmless */
 #else
     (void)co;
 #endif
@@ -4221,9 +4349,8 @@ CONCUR__PRIVATE void concur__prefetch_co(concur_co *co) {
 
 /* ---- ready queue and hand-over from other threads ---- */
 CONCUR__PRIVATE void concur__ready_push(concur_loop *L, concur_co *co) {
-    co->next = NULL;
-    if (L->ready_tail) L->ready_tail->next = co; else L->ready_head = co;
-    L->ready_tail = co;
+    if (L->hot.ready_tail) L->hot.ready_tail->hot.next = co; else L->hot.ready_head = co;
+    L->hot.ready_tail = co;
 }
 
 CONCUR__PRIVATE void concur__loop_signal(concur_loop *L) {
@@ -4259,7 +4386,7 @@ CONCUR__PRIVATE void concur__loop_unpark(concur__sched *self, void *task) {
 }
 
 CONCUR__PRIVATE void *concur__loop_current_task(concur__sched *self) {
-    return ((concur_loop *)self)->current;
+    return ((concur_loop *)self)->hot.current;
 }
 
 /* Every switch goes through these two, which tell ASan and TSan about the change of
@@ -4278,7 +4405,7 @@ CONCUR__HOT void concur__swap_to_co(concur__ctx *from, void **asan_save, concur_
 #ifdef CONCUR__TSAN
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-    concur__ctx_swap(from, &to->ctx);
+    concur__ctx_swap(from, CONCUR__CO_CTX(to));
 #ifdef CONCUR__ASAN
     __sanitizer_finish_switch_fiber(*asan_save, NULL, NULL);
 #else
@@ -4302,16 +4429,16 @@ CONCUR__HOT void concur__swap_to_loop(concur_loop *L, concur__ctx *from, void **
 }
 
 CONCUR__PRIVATE void concur__co_suspend(concur_loop *L, concur_co *co) {
-    concur__swap_to_loop(L, &co->ctx, CONCUR__ASAN_SAVE(co));
+    concur__swap_to_loop(L, CONCUR__CO_CTX(co), CONCUR__ASAN_SAVE(co));
 }
 
 /* Straight from one coroutine to another that is ready, without the loop in between:
    a yield or a park then costs one switch instead of two. Whoever resumes `from`
-   later (the loop or another coroutine) sets L->current to it; nothing else says
+   later (the loop or another coroutine) sets L->hot.current to it; nothing else says
    which coroutine runs (waiters ask the loop, concur__loop_current_task). */
 CONCUR__PRIVATE void concur__co_switch(concur_loop *L, concur_co *from, concur_co *to) {
-    L->current = to;
-    concur__swap_to_co(&from->ctx, CONCUR__ASAN_SAVE(from), to);
+    L->hot.current = to;
+    concur__swap_to_co(CONCUR__CO_CTX(from), CONCUR__ASAN_SAVE(from), to);
 }
 
 /* The running coroutine gives up the CPU (it has parked, or queued itself). The loop
@@ -4321,13 +4448,12 @@ CONCUR__PRIVATE void concur__co_switch(concur_loop *L, concur_co *from, concur_c
    return to the loop cost a yield storm about 0.3 ns per switch at 64 (W4: 7.08 ->
    6.73-6.94 ns). Coroutines that compute between yields make turns long; the loop
    then lowers direct_max (see concur__pace). */
-#define CONCUR__DIRECT_MAX 256u
 CONCUR__PRIVATE void concur__co_block(concur_loop *L, concur_co *co) {
-    concur_co *next = L->ready_head;
-    if (next && next != co && next->state != CONCUR__CO_NEW && L->direct < CONCUR__DIRECT_MAX) {
-        L->direct++;
-        L->ready_head = next->next;
-        if (!L->ready_head) L->ready_tail = NULL;
+    concur_co *next = L->hot.ready_head;
+    if (next && next != co && next->hot.state != CONCUR__CO_NEW && L->hot.direct < CONCUR__DIRECT_MAX) {
+        L->hot.direct++;
+        if (next == L->hot.ready_tail) L->hot.ready_head = L->hot.ready_tail = NULL;
+        else L->hot.ready_head = next->hot.next;
         concur__co_switch(L, co, next);
     } else {
         concur__co_suspend(L, co);
@@ -4335,13 +4461,13 @@ CONCUR__PRIVATE void concur__co_block(concur_loop *L, concur_co *co) {
 }
 
 CONCUR__PRIVATE int concur__take_cancel(concur_co *co) {
-    return concur__xchg(&co->cancel, 0, ACQ_REL) != 0;
+    return concur__xchg(&co->hot.cancel, 0, ACQ_REL) != 0;
 }
 
 CONCUR__PRIVATE int concur__loop_park(concur__sched *self, concur__waiter *w, int64_t deadline) {
     concur_loop *L = (concur_loop *)self;
     concur_co *co = (concur_co *)w->task;
-    if (concur__load(&co->cancel, ACQUIRE)) {
+    if (concur__load(&co->hot.cancel, ACQUIRE)) {
         uint32_t s = CONCUR__W_WAITING;
         if (concur__cas(&w->state, &s, CONCUR__W_CANCELED, ACQ_REL)) {
             concur__take_cancel(co);
@@ -4387,13 +4513,13 @@ CONCUR__PRIVATE void concur__co_settle(concur_loop *L, concur_co *co, uint32_t h
 /* ---- running coroutines ---- */
 CONCUR__PRIVATE CONCUR__NORETURN void concur__co_main(void) {
     concur_loop *L = concur__tls_loop;
-    concur_co *co = L->current;
+    concur_co *co = L->hot.current;
 #ifdef CONCUR__ASAN
     __sanitizer_finish_switch_fiber(NULL, &L->main_bottom, &L->main_size);
 #endif
     co->result = co->fn(co->arg);
-    co->state = CONCUR__CO_DONE;
-    concur__swap_to_loop(L, &co->ctx, NULL);
+    co->hot.state = CONCUR__CO_DONE;
+    concur__swap_to_loop(L, CONCUR__CO_CTX(co), NULL);
     CONCUR_ASSERT(!"concur: a finished coroutine was resumed");
     abort();
 }
@@ -4433,7 +4559,7 @@ CONCUR__PRIVATE void concur__stack_trim(concur_loop *L) {
     }
     for (int i = 0; i < 64 && L->co_cached > L->cache_max; i++) {
         concur_co *co = L->co_free;
-        L->co_free = co->next;
+        L->co_free = co->hot.next;
         L->co_cached--;
         CONCUR_FREE(co);
     }
@@ -4450,7 +4576,7 @@ CONCUR__PRIVATE void concur__co_finish(concur_loop *L, concur_co *co) {
     if (co->tsan_fiber) __tsan_destroy_fiber(co->tsan_fiber);
     co->tsan_fiber = NULL;
 #endif
-    co->state = CONCUR__CO_DONE;
+    co->hot.state = CONCUR__CO_DONE;
     L->local_live--;
     /* Only the loop's reference left: detached, so no joiner can exist or appear. */
     if (concur__load(&co->refs, ACQUIRE) == 1) {
@@ -4467,8 +4593,8 @@ CONCUR__PRIVATE void concur__co_finish(concur_loop *L, concur_co *co) {
 }
 
 CONCUR__PRIVATE void concur__co_resume(concur_loop *L, concur_co *co) {
-    if (co->state == CONCUR__CO_NEW) {
-        if (concur__load(&co->cancel, RELAXED) && concur__take_cancel(co)) {
+    if (co->hot.state == CONCUR__CO_NEW) {
+        if (concur__load(&co->hot.cancel, RELAXED) && concur__take_cancel(co)) {
             co->error = -ECANCELED;
             concur__co_finish(L, co);
             return;
@@ -4479,21 +4605,27 @@ CONCUR__PRIVATE void concur__co_resume(concur_loop *L, concur_co *co) {
             concur__co_finish(L, co);
             return;
         }
-        concur__ctx_make(&co->ctx, concur__stack_lo(co->stack), co->stack->size, concur__co_main);
+        concur__ctx_make(CONCUR__CO_CTX(co), concur__stack_lo(co->stack), co->stack->size, concur__co_main);
 #ifdef CONCUR__TSAN
         co->tsan_fiber = __tsan_create_fiber(0);
 #endif
     }
     concur__sched *prev_sched = concur__cur_sched;
-    concur__cur_sched = &L->sched; /* whose current task is L->current */
-    L->current = co;
-    co->state = CONCUR__CO_STARTED;
+    concur__cur_sched = &L->sched; /* whose current task is L->hot.current */
+    L->hot.current = co;
+    co->hot.state = CONCUR__CO_STARTED;
+#ifdef CONCUR__INLINE_HANDOFF
+    concur__tls_hot = &L->hot;
+#endif
     concur__swap_to_co(&L->main_ctx, CONCUR__ASAN_SAVE(L), co);
+#ifdef CONCUR__INLINE_HANDOFF
+    concur__tls_hot = &concur__no_loop;
+#endif
     /* Not necessarily co: it may have handed over directly to others since. */
-    concur_co *back = L->current;
-    L->current = NULL;
+    concur_co *back = L->hot.current;
+    L->hot.current = NULL;
     concur__cur_sched = prev_sched;
-    if (back->state == CONCUR__CO_DONE) concur__co_finish(L, back);
+    if (back->hot.state == CONCUR__CO_DONE) concur__co_finish(L, back);
 }
 
 /* ---- fd table ---- */
@@ -4594,7 +4726,7 @@ CONCUR__PRIVATE void concur__drain_wake(concur_loop *L) {
 }
 
 CONCUR__PRIVATE int concur__poll_timeout_ms(concur_loop *L) {
-    if (L->ready_head) return 0;
+    if (L->hot.ready_head) return 0;
     if (!L->heap_len) return -1;
     return concur__poll_ms(L->heap[0]->deadline);
 }
@@ -4681,8 +4813,8 @@ CONCUR__PRIVATE void concur__fire_timers(concur_loop *L, int64_t now) {
 }
 
 CONCUR__PRIVATE void concur__cancel_local(concur_loop *L, concur_co *co) {
-    if (co->state == CONCUR__CO_DONE) return;
-    concur__store(&co->cancel, 1, RELEASE);
+    if (co->hot.state == CONCUR__CO_DONE) return;
+    concur__store(&co->hot.cancel, 1, RELEASE);
     concur__co_settle(L, co, CONCUR__W_CANCELED); /* if it is parked */
 }
 
@@ -4696,7 +4828,7 @@ CONCUR__PRIVATE void concur__drain_remote(concur_loop *L) {
     concur__unlock(&L->remote_lock);
     while (r) {
         concur_co *next = r->rnext;
-        if (r->state == CONCUR__CO_NEW) { /* counted here from now on */
+        if (r->hot.state == CONCUR__CO_NEW) { /* counted here from now on */
             L->local_live++;
             concur__fetch_add(&L->live, -1, ACQ_REL);
         }
@@ -4726,7 +4858,7 @@ static uint32_t concur__segv_installed;
 static void concur__segv_handler(int sig, siginfo_t *si, void *uctx) {
     (void)uctx;
     concur_loop *L = concur__tls_loop;
-    concur_co *co = L ? L->current : NULL;
+    concur_co *co = L ? L->hot.current : NULL;
     if (co && co->stack) {
         char *addr = (char *)si->si_addr;
         size_t page = concur__page_size();
@@ -4882,14 +5014,14 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
     for (;;) {
         concur__drain_remote(L);
         unsigned direct_from = CONCUR__DIRECT_MAX - L->direct_max;
-        L->direct = direct_from;
+        L->hot.direct = direct_from;
         /* One batch: coroutines made ready while it runs wait for the next turn, so
            the loop polls for I/O between batches and nobody starves. */
-        concur_co *co = L->ready_head;
-        L->ready_head = L->ready_tail = NULL;
+        concur_co *co = L->hot.ready_head, *last = L->hot.ready_tail;
+        L->hot.ready_head = L->hot.ready_tail = NULL;
         unsigned ran = 0;
         while (co) {
-            concur_co *next = co->next;
+            concur_co *next = co == last ? NULL : co->hot.next;
             concur__prefetch_co(next);
             concur__co_resume(L, co);
             co = next;
@@ -4906,8 +5038,8 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
            turn only (a read added 14 ns to its 33 ns yield), and the turns in between
            are paced by their average. Pending timers need the time every turn. */
         turns++;
-        unsigned busy = L->ready_head ? ++L->busy_turns : 0;
-        if (ran > 1 || L->direct != direct_from || (busy & 3) == 0 || L->heap_len) {
+        unsigned busy = L->hot.ready_head ? ++L->busy_turns : 0;
+        if (ran > 1 || L->hot.direct != direct_from || (busy & 3) == 0 || L->heap_len) {
             now = concur__now_ns();
             concur__pace(L, turns == 1 ? now - mark : (now - mark) / turns);
             mark = now;
@@ -4916,8 +5048,8 @@ CONCUR_API int concur_loop_run(concur_loop *L) {
         /* While coroutines stay ready a poll would find nothing most times and costs
            a system call: poll every 32nd busy turn, at least every
            CONCUR__BUSY_POLL_NS, and always before sleeping. */
-        if (!L->ready_head || (busy & 31) == 0 || now - L->polled_at >= CONCUR__BUSY_POLL_NS) {
-            if (!L->ready_head && (L->cached > L->cache_max || L->co_cached > L->cache_max))
+        if (!L->hot.ready_head || (busy & 31) == 0 || now - L->polled_at >= CONCUR__BUSY_POLL_NS) {
+            if (!L->hot.ready_head && (L->cached > L->cache_max || L->co_cached > L->cache_max))
                 concur__stack_trim(L);
             concur__poll_io(L);
             now = mark = L->polled_at = concur__now_ns(); /* time asleep is no turn's */
@@ -4948,7 +5080,7 @@ CONCUR_API int concur_loop_destroy(concur_loop *L) {
     concur__drain_remote(L);
     while (L->co_free) {
         concur_co *co = L->co_free;
-        L->co_free = co->next;
+        L->co_free = co->hot.next;
         CONCUR_FREE(co);
     }
     while (L->stack_cache) {
@@ -4978,7 +5110,7 @@ CONCUR_API concur_co *concur_go(concur_loop *loop, void *(*fn)(void *), void *ar
     concur_co *co;
     if (here && loop->co_free) {
         co = loop->co_free;
-        loop->co_free = co->next;
+        loop->co_free = co->hot.next;
         loop->co_cached--;
     } else {
         co = (concur_co *)concur__malloc(sizeof *co);
@@ -5063,9 +5195,17 @@ CONCUR_API int concur_cancel(concur_co *co) {
     return 0;
 }
 
-CONCUR_API int concur_yield(void) {
+CONCUR_API int (concur_yield)(void) {
+#ifdef CONCUR__INLINE_YIELD
+    return concur__yield_inline();
+#else
+    return concur__yield_slow();
+#endif
+}
+
+CONCUR_API int concur__yield_slow(void) {
     concur_loop *L = concur__tls_loop;
-    concur_co *co = L ? L->current : NULL;
+    concur_co *co = L ? L->hot.current : NULL;
     if (!co) {
         sched_yield();
         return 0;
@@ -5075,7 +5215,7 @@ CONCUR_API int concur_yield(void) {
     /* A coroutine that only computes and yields must still be stoppable (asyncio's
        sleep(0) raises CancelledError the same way). Only the loop's thread sets the
        flag, so a plain load sees it. */
-    if (concur__load(&co->cancel, RELAXED) && concur__take_cancel(co)) return -ECANCELED;
+    if (concur__load(&co->hot.cancel, RELAXED) && concur__take_cancel(co)) return -ECANCELED;
     return 0;
 }
 
@@ -5094,7 +5234,7 @@ CONCUR_API int concur_sleep(double seconds) {
 /* The loop of the running coroutine, or NULL when the caller is a plain thread. */
 CONCUR__PRIVATE concur_loop *concur__io_loop(void) {
     concur_loop *L = concur__tls_loop;
-    return L && L->current ? L : NULL;
+    return L && L->hot.current ? L : NULL;
 }
 
 CONCUR__PRIVATE int concur__set_nonblock(int fd) {
@@ -5109,7 +5249,7 @@ CONCUR__PRIVATE int concur__set_nonblock(int fd) {
 CONCUR__PRIVATE int concur__io_enter(concur_loop *L, int fd) {
     if (fd < 0) return -EBADF;
     if (!L) return 0;
-    if (concur__load(&L->current->cancel, RELAXED) && concur__take_cancel(L->current))
+    if (concur__load(&L->hot.current->hot.cancel, RELAXED) && concur__take_cancel(L->hot.current))
         return -ECANCELED;
     concur__fdslot *s = concur__fdslot_of(L, fd);
     if (!s) return -ENOMEM;
@@ -5163,7 +5303,7 @@ CONCUR_API int concur_wait_fd(int fd, int events, double timeout) {
     int rc = concur__deadline(timeout, &deadline);
     if (rc) return rc;
     concur_loop *L = concur__io_loop();
-    if (L && concur__take_cancel(L->current)) return -ECANCELED;
+    if (L && concur__take_cancel(L->hot.current)) return -ECANCELED;
     return concur__wait_fd_deadline(L, fd, events, deadline);
 }
 
@@ -5496,7 +5636,7 @@ CONCUR_API int concur_tcp_dial(const char *host, int port, double timeout) {
     int rc = concur__deadline(timeout, &deadline);
     if (rc) return rc;
     concur_loop *L = concur__io_loop();
-    if (L && concur__take_cancel(L->current)) return -ECANCELED;
+    if (L && concur__take_cancel(L->hot.current)) return -ECANCELED;
     struct sockaddr_storage ss;
     socklen_t len;
     if (concur__parse_numeric(host, port, &ss, &len))

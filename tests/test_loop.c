@@ -15,6 +15,7 @@ int main(void) {
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <fenv.h>
 
 static int test_tsan(void) {
     const char *cfg = getenv("CONCUR_TEST_CONFIG");
@@ -58,6 +59,101 @@ static void test_yield_interleaves(void) {
     CHECK(r == (void *)(intptr_t)'b');
     CHECK_EQ(concur_loop_destroy(L), 0);
 }
+
+/* ---- what a switch keeps ----
+   Values live across yields, more than there are callee-saved registers, plus doubles
+   and a long double: a switch that lost a register, or a hand-off inlined into this
+   loop that the compiler was not told clobbers one, changes the result. */
+__attribute__((noinline)) static unsigned long keep_values(unsigned long seed, int yield) {
+    unsigned long a = seed, b = seed * 3 + 1, c = seed ^ 0x5a5a, d = seed + 77,
+                  e = seed * seed, f = 11 - seed, g = seed << 3, h = seed | 0x100,
+                  i2 = seed * 7;
+    double x = (double)seed / 3.0, y = 1.5 - (double)seed;
+    long double z = (long double)seed / 7.0L;
+    for (int i = 0; i < 600; i++) {
+        if (yield && concur_yield() != 0) return 0;
+        a += b; b ^= c + i; c += d; d -= e; e += f * 3; f ^= g; g += h; h -= a; i2 += a ^ h;
+        x = x * 1.0000001 + (double)(a & 7);
+        y = y - x * 0.5;
+        z = z * 1.0000001L + (long double)(b & 3);
+    }
+    return a ^ b ^ c ^ d ^ e ^ f ^ g ^ h ^ i2 ^ (unsigned long)(long)x ^
+           (unsigned long)(long)y ^ (unsigned long)(long)z;
+}
+
+typedef struct keep_arg { unsigned long seed, got; } keep_arg;
+static void *value_keeper(void *p) {
+    keep_arg *k = (keep_arg *)p;
+    k->got = keep_values(k->seed, 1);
+    return NULL;
+}
+
+static void test_yield_keeps_values(void) {
+    concur_loop *L = new_loop();
+    keep_arg k[5];
+    for (int i = 0; i < 5; i++) {
+        k[i].seed = 1000 + i * 37;
+        k[i].got = 0;
+        concur_detach(concur_go(L, value_keeper, &k[i]));
+    }
+    CHECK_EQ(concur_loop_run(L), 0);
+    for (int i = 0; i < 5; i++) CHECK_EQ(k[i].got, keep_values(k[i].seed, 0));
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+
+/* Each coroutine keeps its own floating-point rounding mode across switches, in SSE
+   (MXCSR) and x87 arithmetic alike, and the loop's thread gets its own back. 1/3
+   rounds down to nearest, so upward gives a different quotient. */
+#if defined(FE_UPWARD) && defined(FE_TONEAREST) && (defined(__x86_64__) || defined(__aarch64__))
+static double third(void) {
+    volatile double one = 1.0, three = 3.0;
+    return one / three;
+}
+static long double third_long(void) {
+    volatile long double one = 1.0L, three = 3.0L;
+    return one / three;
+}
+static int same_double(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+static int same_long(long double a, long double b) { return !(a < b) && !(a > b); }
+
+typedef struct round_arg { int mode, ok; } round_arg;
+static void *rounder(void *p) {
+    round_arg *r = (round_arg *)p;
+    if (fesetround(r->mode) != 0) return NULL;
+    double want = third();
+    long double want_long = third_long();
+    for (int i = 0; i < 600; i++) {
+        if (concur_yield() != 0) return NULL;
+        if (fegetround() != r->mode || !same_double(third(), want) ||
+            !same_long(third_long(), want_long))
+            return NULL;
+    }
+    r->ok = 1;
+    return NULL;
+}
+
+static void test_yield_keeps_rounding_mode(void) {
+    double nearest = third();
+    /* valgrind computes SSE arithmetic to nearest whatever MXCSR says; there only
+       the control words themselves (fegetround) are compared */
+    CHECK_EQ(fesetround(FE_UPWARD), 0);
+    int arithmetic_rounds = !same_double(third(), nearest);
+    fesetround(FE_TONEAREST);
+    if (!arithmetic_rounds) printf("     (rounding modes do not reach arithmetic here)\n");
+    concur_loop *L = new_loop();
+    round_arg r[3] = {{FE_UPWARD, 0}, {FE_TONEAREST, 0}, {FE_UPWARD, 0}};
+    for (int i = 0; i < 3; i++) concur_detach(concur_go(L, rounder, &r[i]));
+    CHECK_EQ(concur_loop_run(L), 0);
+    for (int i = 0; i < 3; i++) CHECK_EQ(r[i].ok, 1);
+    CHECK_EQ(fegetround(), FE_TONEAREST);
+    CHECK(same_double(third(), nearest));
+    const char *cfg = getenv("CONCUR_TEST_CONFIG");
+    if (!cfg || strcmp(cfg, "valgrind") != 0) CHECK(arithmetic_rounds);
+    CHECK_EQ(concur_loop_destroy(L), 0);
+}
+#else
+static void test_yield_keeps_rounding_mode(void) {}
+#endif
 
 /* Coroutines that compute between yields must not starve I/O or timers: a pipe that
    becomes readable, and a sleep that ends, wake their coroutines within a bounded
@@ -1156,6 +1252,8 @@ static void test_stack_overflow_report(void) {
 int main(void) {
     test_begin(120);
     RUN(test_yield_interleaves);
+    RUN(test_yield_keeps_values);
+    RUN(test_yield_keeps_rounding_mode);
     RUN(test_compute_does_not_starve_io);
     RUN(test_sleep_order);
     RUN(test_many_timers);
