@@ -3902,11 +3902,14 @@ CONCUR_API int concur_parallel_for(concur_pool *pool, int64_t begin, int64_t end
 
 #ifndef CONCUR_NO_IO
 /* >>coro ---------------------------------------------------------------------------
-   Context switch and stacks. A switch saves exactly what the C ABI makes the callee
-   preserve (plus the floating-point control words, which are per thread state that a
-   coroutine must not leak into another) on the old stack, stores the stack pointer,
-   and loads the other one: about 20 instructions. Other architectures, and builds
-   with CONCUR_CORO_UCONTEXT, use swapcontext, which also saves the signal mask with a
+   Context switch and stacks. A switch keeps what the C ABI makes a callee preserve,
+   plus the floating-point control words (per-thread state that a coroutine must not
+   leak into another). x86_64: CONCUR__SWITCH, an asm statement that saves the stack,
+   frame and resume pointers and the control words in the record and names the rest
+   clobbered, so the compiler saves only what is live there. aarch64: a called
+   function that saves the callee-saved registers on the old stack, stores the stack
+   pointer and loads the other one. Other architectures, and builds with
+   CONCUR_CORO_UCONTEXT, use swapcontext, which also saves the signal mask with a
    system call (about 20x slower, still correct). */
 
 #include <fcntl.h>
