@@ -1073,7 +1073,8 @@ CONCUR_API int concur__yield_slow(void); /* not API: concur_yield's path through
    x86_64, gcc or clang, code built into a program rather than a shared library (whose
    thread-local access would cost a call), not CONCUR_STATIC, no sanitizer in this
    file, and not turned off with CONCUR_NO_INLINE_YIELD. The implementation only lets
-   it act when its own switch is this one (else concur__tls_hot stays NULL). */
+   it act when its own switch is this one (else concur__tls_hot always names an empty
+   stand-in loop, and every yield takes concur__yield_slow). */
 #if defined(CONCUR__SWITCH_X86) && !defined(CONCUR_STATIC) && !defined(CONCUR_NO_INLINE_YIELD) && \
     (!defined(__PIC__) || defined(__PIE__)) && !defined(__SANITIZE_ADDRESS__) &&          \
     !defined(__SANITIZE_THREAD__)
@@ -4246,8 +4247,8 @@ struct concur_loop {
 static CONCUR__TLS concur_loop *concur__tls_loop;
 /* Where concur_yield's inline hand-off finds the running loop: set while one of its
    coroutines runs, if this build switches with CONCUR__SWITCH (a sanitizer build must
-   announce every switch, so it leaves it NULL and the inline hand-off calls
-   concur__yield_slow). */
+   announce every switch, so it leaves it at the empty stand-in and the inline
+   hand-off calls concur__yield_slow). */
 #if defined(CONCUR__SWITCH_X86) && !defined(CONCUR__ASAN) && !defined(CONCUR__TSAN)
 #  define CONCUR__INLINE_HANDOFF 1
 #endif
