@@ -1097,7 +1097,7 @@ extern __thread concur__loop_hot *concur__tls_hot __attribute__((tls_model("init
 #  endif
 /* The common case: another coroutine is ready and the loop's turn allows one more
    hand-off; the yielding coroutine goes to the back of the queue. */
-__attribute__((always_inline, unused)) static inline int concur__yield_inline(void) {
+__attribute__((always_inline)) static inline int concur__yield_inline(void) {
     concur__loop_hot *L = concur__tls_hot; /* a loop's only while its coroutine runs */
     concur_co *next;
     if (__builtin_expect((next = L->ready_head) &&
@@ -4252,7 +4252,9 @@ static CONCUR__TLS concur_loop *concur__tls_loop;
 #if defined(CONCUR__SWITCH_X86) && !defined(CONCUR__ASAN) && !defined(CONCUR__TSAN)
 #  define CONCUR__INLINE_HANDOFF 1
 #endif
-#if defined(__GNUC__) || defined(__clang__)
+/* CONCUR_STATIC files never inline the yield, so there it exists only to be set. */
+#if (defined(__GNUC__) || defined(__clang__)) && \
+    (!defined(CONCUR_STATIC) || defined(CONCUR__INLINE_HANDOFF))
 /* Outside a loop's coroutines it names a loop with nothing ready, so the inline
    hand-off needs no test for NULL. */
 static concur__loop_hot concur__no_loop;
